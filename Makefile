@@ -1,0 +1,49 @@
+# ShopFlow: `make run` starts everything on the embedded default; `make test` runs the suite.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+# The suite runs on PostgreSQL and Redis (database `shopflow`, Redis db 15 by default).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/shopflow
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: run test bench lint format venv dev services clean
+
+venv: $(VENV)/.installed
+dev: $(VENV)/.dev-installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: venv
+	mkdir -p var/broker
+	$(BIN)/python manage.py migrate --noinput
+	@if $(BIN)/python manage.py help seed_demo >/dev/null 2>&1; then $(BIN)/python manage.py seed_demo; fi
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $(PORT)
+
+services:
+	@bash .ci/services.sh
+
+test: dev services
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(BIN)/pytest $(PYTEST_ARGS)
+
+bench: dev services
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(BIN)/python bench/outbox.py
+
+lint: dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf var/broker var/*.sqlite3* var/celerybeat-schedule*

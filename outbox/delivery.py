@@ -1,0 +1,169 @@
+"""The worker side: run one handler for one event, exactly once in effect.
+
+Each delivery runs in its own transaction. Its first statement flips the row
+from pending to done, guarded by the lease the relay gave it; the handler runs
+after that in the same transaction. A duplicate message blocks on the row lock
+and then finds it done; a crash rolls the flip back with the handler's writes,
+and the lease's expiry lets the relay claim it again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from outbox.events import DomainEvent, UnknownEventType
+from outbox.metrics import DELIVERIES
+from outbox.models import Delivery
+from outbox.registry import EventContext, Handler, UnknownHandler, get_handler
+from outbox.services import caused_by
+
+logger = logging.getLogger("shopflow.outbox.delivery")
+
+
+class DeadLetter(Exception):
+    """Raised by a handler for an error no retry can fix: dead-letter at once."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # done, retry, dead, skipped
+    error: str = ""
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential backoff with jitter for the `attempt`-th failure (1-based)."""
+    ceiling = min(settings.OUTBOX_BACKOFF_MAX, settings.OUTBOX_BACKOFF_BASE * 2 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def deliveries_process(lease_id: str, ids: list[int]) -> list[Outcome]:
+    """Process the deliveries of one relay message, in id order."""
+    deliveries = (
+        Delivery.objects.filter(id__in=ids, lease_id=lease_id, status=Delivery.Status.PENDING)
+        .select_related("event")
+        .order_by("id")
+    )
+    outcomes = [delivery_process(d) for d in deliveries]
+    _wake_for_successors(ids)
+    return outcomes
+
+
+def _wake_for_successors(ids: list[int]) -> None:
+    """Wake the relay if a processed delivery's aggregate has more events waiting."""
+    from outbox.relay import relay_wake
+
+    done = Delivery.objects.filter(id__in=ids).values("handler", "aggregate_key")
+    waiting = Delivery.objects.filter(
+        status=Delivery.Status.PENDING,
+        handler__in=done.values("handler"),
+        aggregate_key__in=done.values("aggregate_key"),
+    ).exclude(id__in=ids)
+    if waiting.exists():
+        relay_wake()
+
+
+def delivery_process(delivery: Delivery) -> Outcome:
+    """Run the delivery's handler once; record success, a retry or a dead letter."""
+    started = time.monotonic()
+    try:
+        handler = get_handler(delivery.handler)
+        event = delivery.event.to_event()
+    except (UnknownHandler, UnknownEventType) as exc:
+        outcome = _fail(delivery, exc, permanent=True)
+    else:
+        outcome = _run(delivery, handler, event)
+    _log(delivery, outcome, time.monotonic() - started)
+    return outcome
+
+
+def _run(delivery: Delivery, handler: Handler, event: DomainEvent) -> Outcome:
+    row = delivery.event
+    context = EventContext(
+        event_id=str(row.event_id),
+        event_type=row.type,
+        aggregate_type=row.aggregate_type,
+        aggregate_id=row.aggregate_id,
+        occurred_at=row.occurred_at,
+        headers=row.headers,
+        attempt=delivery.attempts + 1,
+    )
+    try:
+        with transaction.atomic():
+            if not _mark_done(delivery):
+                return Outcome("skipped")
+            with caused_by(context.event_id, row.headers.get("correlation_id") or context.event_id):
+                handler(event, context)
+    except DeadLetter as exc:
+        return _fail(delivery, exc, permanent=True)
+    except Exception as exc:
+        return _fail(delivery, exc, permanent=False, max_attempts=handler.max_attempts)
+    return Outcome("done")
+
+
+def _mark_done(delivery: Delivery) -> bool:
+    return bool(
+        Delivery.objects.filter(
+            pk=delivery.pk, status=Delivery.Status.PENDING, lease_id=delivery.lease_id
+        ).update(
+            status=Delivery.Status.DONE,
+            attempts=F("attempts") + 1,
+            done_at=timezone.now(),
+            lease_id=None,
+            lease_expires_at=None,
+        )
+    )
+
+
+def _fail(
+    delivery: Delivery, exc: BaseException, *, permanent: bool, max_attempts: int | None = None
+) -> Outcome:
+    """Count the failed attempt; schedule a retry or dead-letter the delivery."""
+    attempt = delivery.attempts + 1
+    limit = max_attempts or settings.OUTBOX_MAX_ATTEMPTS
+    dead = permanent or attempt >= limit
+    error = f"{type(exc).__name__}: {exc}"
+    updated = Delivery.objects.filter(
+        pk=delivery.pk, status=Delivery.Status.PENDING, lease_id=delivery.lease_id
+    ).update(
+        status=Delivery.Status.DEAD if dead else Delivery.Status.PENDING,
+        attempts=attempt,
+        next_attempt_at=timezone.now() + timedelta(seconds=0 if dead else backoff_seconds(attempt)),
+        lease_id=None,
+        lease_expires_at=None,
+        last_error=error[:2000],
+        last_traceback="".join(traceback.format_exception(exc))[-10000:],
+    )
+    if not updated:
+        return Outcome("skipped", error)
+    return Outcome("dead" if dead else "retry", error)
+
+
+def _log(delivery: Delivery, outcome: Outcome, seconds: float) -> None:
+    row = delivery.event
+    if outcome.status != "skipped":
+        DELIVERIES.labels(delivery.handler, row.type, outcome.status).inc()
+    line = {
+        "msg": "delivery",
+        "outcome": outcome.status,
+        "event_id": str(row.event_id),
+        "type": row.type,
+        "aggregate": delivery.aggregate_key,
+        "handler": delivery.handler,
+        "attempt": delivery.attempts + 1,
+        "duration_ms": round(seconds * 1000, 2),
+    }
+    if outcome.error:
+        line["error"] = outcome.error[:500]
+    level = logging.INFO if outcome.status in ("done", "skipped") else logging.WARNING
+    logger.log(level, json.dumps(line))

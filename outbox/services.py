@@ -1,0 +1,155 @@
+"""Writes to the outbox: recording events, requeueing dead letters, replay, purge."""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, models, transaction
+from django.utils import timezone
+
+from outbox.events import DomainEvent
+from outbox.models import Delivery, OutboxEvent
+from outbox.registry import handlers_for
+
+
+class OutsideTransaction(RuntimeError):
+    """Events may only be written inside `transaction.atomic()`."""
+
+
+# Headers of the event being handled, so events it causes carry its ids.
+_causing_event: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "causing_event", default=None
+)
+
+
+@contextmanager
+def caused_by(event_id: str, correlation_id: str) -> Iterator[None]:
+    """Events recorded inside this block name `event_id` as their cause."""
+    token = _causing_event.set({"event_id": event_id, "correlation_id": correlation_id})
+    try:
+        yield
+    finally:
+        _causing_event.reset(token)
+
+
+def _headers_for(event_id: uuid.UUID) -> dict[str, str]:
+    cause = _causing_event.get()
+    if cause is None:
+        return {"correlation_id": str(event_id), "causation_id": ""}
+    return {"correlation_id": cause["correlation_id"], "causation_id": cause["event_id"]}
+
+
+def events_record(events: Iterable[DomainEvent]) -> list[OutboxEvent]:
+    """Write events and their deliveries in the caller's transaction.
+
+    Raises `OutsideTransaction` when called outside `transaction.atomic()`:
+    an event written in autocommit could outlive a change that later fails.
+    """
+    events = list(events)
+    if not events:
+        return []
+    if not connection.in_atomic_block:
+        raise OutsideTransaction("domain events must be recorded inside transaction.atomic()")
+    now = timezone.now()
+    rows = []
+    for event in events:
+        event_id = uuid.uuid4()
+        rows.append(
+            OutboxEvent(
+                event_id=event_id,
+                type=event.name,
+                version=event.version,
+                aggregate_type=event.aggregate_type,
+                aggregate_id=event.aggregate_id,
+                payload=event.to_payload(),
+                headers=_headers_for(event_id),
+                occurred_at=now,
+            )
+        )
+    OutboxEvent.objects.bulk_create(rows)
+    Delivery.objects.bulk_create(
+        Delivery(
+            event=row,
+            handler=handler.name,
+            aggregate_key=f"{row.aggregate_type}:{row.aggregate_id}",
+            next_attempt_at=now,
+        )
+        for row in rows
+        for handler in handlers_for(row.type)
+    )
+    _wake_relay_on_commit()
+    return rows
+
+
+def _wake_relay_on_commit() -> None:
+    """Nudge the relay once per transaction, after it commits."""
+    if not settings.OUTBOX_WAKE_ON_COMMIT:
+        return
+    from outbox.relay import relay_wake
+
+    if any(func is relay_wake for _, func, _ in connection.run_on_commit):
+        return
+    transaction.on_commit(relay_wake)
+
+
+def deliveries_requeue(
+    deliveries: Iterable[Delivery] | None = None, *, ids: Iterable[int] = ()
+) -> int:
+    """Make dead (or stuck) deliveries due now with a fresh attempt count."""
+    pks = {d.pk for d in deliveries or ()} | set(ids)
+    count = (
+        Delivery.objects.filter(pk__in=pks)
+        .exclude(status=Delivery.Status.DONE)
+        .update(
+            status=Delivery.Status.PENDING,
+            attempts=0,
+            next_attempt_at=timezone.now(),
+            lease_id=None,
+            lease_expires_at=None,
+        )
+    )
+    _nudge_now(count)
+    return count
+
+
+def _nudge_now(count: int) -> None:
+    if count and settings.OUTBOX_WAKE_ON_COMMIT:
+        from outbox.relay import relay_wake
+
+        transaction.on_commit(relay_wake)
+
+
+def retention_cutoff() -> timezone.datetime:
+    """Events created before this instant may have lost their inbox records."""
+    return timezone.now() - timedelta(days=settings.OUTBOX_RETENTION_DAYS)
+
+
+def _purgeable(older_than_days: int | None) -> models.QuerySet[OutboxEvent]:
+    from django.db.models import Exists, OuterRef
+
+    days = settings.OUTBOX_RETENTION_DAYS if older_than_days is None else older_than_days
+    unfinished = Delivery.objects.filter(event=OuterRef("pk")).exclude(status=Delivery.Status.DONE)
+    return OutboxEvent.objects.filter(created_at__lt=timezone.now() - timedelta(days=days)).filter(
+        ~Exists(unfinished)
+    )
+
+
+def outbox_purge(*, older_than_days: int | None = None, dry_run: bool = False) -> int:
+    """Delete fully processed events (and their inbox records) older than the retention."""
+    queryset = _purgeable(older_than_days)
+    if dry_run:
+        return queryset.count()
+    total = 0
+    while True:  # in slices, so no single transaction holds back vacuum for long
+        ids = list(queryset.values_list("pk", flat=True)[:5000])
+        if not ids:
+            return total
+        with transaction.atomic():
+            Delivery.objects.filter(event_id__in=ids).delete()
+            OutboxEvent.objects.filter(pk__in=ids).delete()
+        total += len(ids)

@@ -1,0 +1,19 @@
+"""Top-level URLs: admin, the API under /api/, health and metrics."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from outbox import views as outbox_views
+
+api_patterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", include(api_patterns)),
+    path("healthz", outbox_views.healthz, name="healthz"),
+    path("metrics", outbox_views.metrics, name="metrics"),
+]

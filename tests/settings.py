@@ -1,0 +1,23 @@
+"""Settings for the test suite: PostgreSQL and Redis, plus the probe app."""
+
+from shopflow.settings import *  # noqa: F403
+from shopflow.settings import INSTALLED_APPS, env
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/shopflow")
+}
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/15")
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+REDIS_URL = env.str("REDIS_URL", default=CELERY_BROKER_URL)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+}
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.probe"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Short enough that crash-recovery tests finish quickly; overridable per worker.
+OUTBOX_LEASE_SECONDS = env.float("OUTBOX_LEASE_SECONDS", default=3.0)
+OUTBOX_BACKOFF_BASE = env.float("OUTBOX_BACKOFF_BASE", default=0.05)
+OUTBOX_BACKOFF_MAX = env.float("OUTBOX_BACKOFF_MAX", default=0.5)
+OUTBOX_POLL_INTERVAL = env.float("OUTBOX_POLL_INTERVAL", default=0.2)
