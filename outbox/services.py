@@ -10,11 +10,17 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, models, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from outbox.events import DomainEvent
 from outbox.models import Delivery, OutboxEvent
 from outbox.registry import handlers_for
+
+# Sent inside the recording transaction with `rows` (the new OutboxEvent rows),
+# so read models that must never lag their events (an order's timeline) are
+# written atomically with them.
+events_recorded = Signal()
 
 
 class OutsideTransaction(RuntimeError):
@@ -82,6 +88,7 @@ def events_record(events: Iterable[DomainEvent]) -> list[OutboxEvent]:
         for row in rows
         for handler in handlers_for(row.type)
     )
+    events_recorded.send(sender=OutboxEvent, rows=rows)
     _wake_relay_on_commit()
     return rows
 

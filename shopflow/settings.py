@@ -34,6 +34,8 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "outbox",
+    "inventory",
+    "orders",
 ]
 
 MIDDLEWARE = [

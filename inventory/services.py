@@ -1,0 +1,155 @@
+"""Writes of the inventory context: catalog, restocks and reservations.
+
+Stock rows are locked in primary-key order (`_lock_products`), so two orders
+over the same SKUs in opposite orders queue behind each other instead of
+deadlocking, and availability read under the lock cannot be oversold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from uuid import UUID
+
+from django.db import transaction
+from django.db.models import F
+
+from inventory.events import (
+    ProductRestocked,
+    ReservationCommitted,
+    ReservationRejected,
+    Shortage,
+    StockLine,
+    StockReleased,
+    StockReserved,
+)
+from inventory.models import Product, Reservation, ReservationLine
+from outbox.services import events_record
+
+
+class InsufficientStock(Exception):
+    """Some lines cannot be reserved; `shortages` names every one of them."""
+
+    def __init__(self, shortages: Iterable[Shortage]) -> None:
+        self.shortages = tuple(shortages)
+        super().__init__(
+            "insufficient stock: "
+            + ", ".join(
+                f"{s.sku} (wanted {s.requested}, {s.available} left)" for s in self.shortages
+            )
+        )
+
+
+class UnknownProduct(LookupError):
+    """A SKU that is not in the catalog."""
+
+
+def product_create(*, sku: str, name: str, price: Decimal, stock: int = 0) -> Product:
+    """Add a product to the catalog with its initial stock."""
+    return Product.objects.create(sku=sku, name=name, price=price, on_hand=stock)
+
+
+def product_restock(*, sku: str, quantity: int) -> Product:
+    """Add `quantity` units to a product's stock on hand."""
+    if quantity <= 0:
+        raise ValueError("restock quantity must be positive")
+    with transaction.atomic():
+        product = Product.objects.select_for_update().filter(sku=sku).first()
+        if product is None:
+            raise UnknownProduct(sku)
+        product.on_hand = F("on_hand") + quantity
+        product.save(update_fields=["on_hand", "updated_at"])
+        product.refresh_from_db(fields=["on_hand"])
+        events_record([ProductRestocked(sku=sku, quantity=quantity, on_hand=product.on_hand)])
+    return product
+
+
+def _lock_products(skus: Iterable[str]) -> dict[str, Product]:
+    """Lock the products' rows in primary-key order (the deadlock-free order)."""
+    products = Product.objects.select_for_update().filter(sku__in=set(skus)).order_by("pk")
+    return {p.sku: p for p in products}
+
+
+def _lock_reservation(order_id: UUID) -> Reservation | None:
+    return Reservation.objects.select_for_update().filter(order_id=order_id).first()
+
+
+def reservation_create(*, order_id: UUID, lines: Mapping[str, int]) -> Reservation:
+    """Reserve every line for the order, or none (raises `InsufficientStock`).
+
+    Idempotent: a reservation that already exists for the order is returned
+    unchanged. A rejection is recorded as `inventory.reservation_rejected`.
+    """
+    shortages: list[Shortage] = []
+    with transaction.atomic():
+        products = _lock_products(lines)
+        existing = Reservation.objects.filter(order_id=order_id).first()
+        if existing is not None:
+            return existing
+        for sku, quantity in sorted(lines.items()):
+            product = products.get(sku)
+            available = product.available if product and product.active else 0
+            if quantity > available:
+                shortages.append(Shortage(sku=sku, requested=quantity, available=available))
+        if shortages:
+            events_record([ReservationRejected(order_id=order_id, shortages=tuple(shortages))])
+        else:
+            reservation = _reserve(order_id, products, lines)
+    if shortages:
+        raise InsufficientStock(shortages)
+    return reservation
+
+
+def _reserve(order_id: UUID, products: dict[str, Product], lines: Mapping[str, int]) -> Reservation:
+    reservation = Reservation(order_id=order_id)
+    for sku, quantity in lines.items():
+        Product.objects.filter(pk=products[sku].pk).update(reserved=F("reserved") + quantity)
+    reservation.raise_event(StockReserved(order_id=order_id, lines=_stock_lines(lines)))
+    reservation.save()
+    ReservationLine.objects.bulk_create(
+        ReservationLine(reservation=reservation, product=products[sku], quantity=quantity)
+        for sku, quantity in lines.items()
+    )
+    return reservation
+
+
+def _stock_lines(lines: Mapping[str, int]) -> tuple[StockLine, ...]:
+    return tuple(StockLine(sku=sku, quantity=qty) for sku, qty in sorted(lines.items()))
+
+
+def _held_lines(reservation: Reservation) -> dict[str, int]:
+    return {line.product.sku: line.quantity for line in reservation.lines.select_related("product")}
+
+
+def reservation_release(*, order_id: UUID) -> Reservation | None:
+    """Give an active reservation's units back; does nothing if none is active."""
+    with transaction.atomic():
+        reservation = _lock_reservation(order_id)
+        if reservation is None or reservation.status != Reservation.Status.ACTIVE:
+            return reservation
+        lines = _held_lines(reservation)
+        products = _lock_products(lines)
+        for sku, quantity in lines.items():
+            Product.objects.filter(pk=products[sku].pk).update(reserved=F("reserved") - quantity)
+        reservation.status = Reservation.Status.RELEASED
+        reservation.raise_event(StockReleased(order_id=order_id, lines=_stock_lines(lines)))
+        reservation.save(update_fields=["status", "updated_at"])
+    return reservation
+
+
+def reservation_commit(*, order_id: UUID) -> Reservation | None:
+    """Turn an active reservation into a shipment: the units leave `on_hand`."""
+    with transaction.atomic():
+        reservation = _lock_reservation(order_id)
+        if reservation is None or reservation.status != Reservation.Status.ACTIVE:
+            return reservation
+        lines = _held_lines(reservation)
+        products = _lock_products(lines)
+        for sku, quantity in lines.items():
+            Product.objects.filter(pk=products[sku].pk).update(
+                reserved=F("reserved") - quantity, on_hand=F("on_hand") - quantity
+            )
+        reservation.status = Reservation.Status.COMMITTED
+        reservation.raise_event(ReservationCommitted(order_id=order_id, lines=_stock_lines(lines)))
+        reservation.save(update_fields=["status", "updated_at"])
+    return reservation
