@@ -5,6 +5,7 @@ Celery's filesystem transport under var/ (the embedded default); production and
 the test suite set both to PostgreSQL and Redis.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -150,11 +151,23 @@ OUTBOX_BACKOFF_MAX = env.float("OUTBOX_BACKOFF_MAX", default=300.0)
 OUTBOX_RETENTION_DAYS = env.int("OUTBOX_RETENTION_DAYS", default=7)
 # Max seconds one drain task keeps claiming before it yields the worker.
 OUTBOX_DRAIN_MAX_SECONDS = env.float("OUTBOX_DRAIN_MAX_SECONDS", default=5.0)
+# Seconds the oldest pending delivery may wait before /healthz reports the outbox
+# "degraded" (still 200: web is fine, the workers lag); 0 turns the check off.
+OUTBOX_HEALTH_MAX_LAG_SECONDS = env.float("OUTBOX_HEALTH_MAX_LAG_SECONDS", default=600.0)
 
 CELERY_BEAT_SCHEDULE = {
     "drain-outbox": {"task": "outbox.drain_outbox", "schedule": OUTBOX_POLL_INTERVAL},
     "purge-outbox": {"task": "outbox.purge_outbox", "schedule": 3600.0},
 }
+
+# --- Metrics ----------------------------------------------------------------------
+# Web, worker and beat are separate processes: in prometheus_client's multiprocess mode
+# each writes its samples to files (named by pid) in this directory and /metrics adds
+# them up. One directory per host. prometheus_client reads the variable when it is
+# first imported, so settings put it in the environment, which child processes inherit.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "prometheus"))
+Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
 
 # --- DRF ----------------------------------------------------------------------------
 REST_FRAMEWORK = {

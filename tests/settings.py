@@ -1,5 +1,10 @@
 """Settings for the test suite: PostgreSQL and Redis, plus the probe app."""
 
+import atexit
+import os
+import shutil
+import tempfile
+
 from shopflow.settings import *  # noqa: F403
 from shopflow.settings import INSTALLED_APPS, env
 
@@ -21,3 +26,12 @@ OUTBOX_LEASE_SECONDS = env.float("OUTBOX_LEASE_SECONDS", default=3.0)
 OUTBOX_BACKOFF_BASE = env.float("OUTBOX_BACKOFF_BASE", default=0.05)
 OUTBOX_BACKOFF_MAX = env.float("OUTBOX_BACKOFF_MAX", default=0.5)
 OUTBOX_POLL_INTERVAL = env.float("OUTBOX_POLL_INTERVAL", default=0.2)
+
+# One metrics directory per test run, so concurrent runs never add up each other's
+# counters; the workers a run spawns inherit it through the environment. Set here,
+# before anything imports prometheus_client.
+if "SHOPFLOW_TEST_METRICS_DIR" not in os.environ:
+    os.environ["SHOPFLOW_TEST_METRICS_DIR"] = tempfile.mkdtemp(prefix="shopflow-metrics-")
+    atexit.register(shutil.rmtree, os.environ["SHOPFLOW_TEST_METRICS_DIR"], ignore_errors=True)
+PROMETHEUS_MULTIPROC_DIR = os.environ["SHOPFLOW_TEST_METRICS_DIR"]
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
