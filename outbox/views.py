@@ -1,11 +1,199 @@
-"""/healthz and /metrics (filled in by the operability work)."""
+"""/healthz and /metrics: can this deployment take orders, and how far behind is the outbox.
 
+/healthz answers 200 when the database and the broker answer and 503 naming
+the part that does not; it never raises and never waits long on a dead
+dependency. An outbox whose oldest pending delivery is older than
+OUTBOX_HEALTH_MAX_LAG_SECONDS is reported "degraded" with a 200: the web
+process is fine and restarting it would not help the workers catch up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import GaugeMetricFamily
+
+from outbox.metrics import scrape
+from outbox.models import Delivery
+from outbox.registry import all_handlers
+
+logger = logging.getLogger("shopflow.outbox.health")
+
+# Seconds one broker connection attempt may take; at most two attempts are made,
+# so a dead broker costs a probe a few seconds, not a hang.
+BROKER_CHECK_TIMEOUT = 1.0
+
+OK = "ok"
 
 
+@never_cache
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"database": "ok"})
+    """Database, broker and outbox backlog; 503 when the database or the broker is down."""
+    body: dict[str, Any] = {
+        "status": OK,
+        "database": _check("database", _database_ping),
+        "broker": _check("broker", _broker_ping),
+    }
+    if body["database"] == OK:
+        body["outbox"] = _check("outbox", _outbox_health)
+    else:
+        body["outbox"] = "error: database unavailable"
+    failed = [part for part, value in body.items() if str(value).startswith("error")]
+    if failed:
+        body["status"] = "error"
+    elif body["outbox"]["status"] != OK:
+        body["status"] = body["outbox"]["status"]
+    return JsonResponse(body, status=503 if failed else 200)
 
 
+def _check(part: str, probe: Callable[[], Any]) -> Any:
+    """The probe's result (OK when it returns nothing), or "error: <type>" when it raises."""
+    try:
+        result = probe()
+    except Exception as exc:
+        # The detail (hosts, ports, users) goes to the log, not to an anonymous caller.
+        logger.warning("healthz: %s check failed", part, exc_info=True)
+        return f"error: {type(exc).__name__}"
+    return OK if result is None else result
+
+
+def _database_ping() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _broker_ping() -> None:
+    from shopflow.celery import app
+
+    # connect_timeout bounds amqp; the redis transport reads its own socket timeouts.
+    timeouts = {
+        "socket_connect_timeout": BROKER_CHECK_TIMEOUT,
+        "socket_timeout": BROKER_CHECK_TIMEOUT,
+    }
+    with app.connection_for_write(
+        connect_timeout=BROKER_CHECK_TIMEOUT, transport_options=timeouts
+    ) as conn:
+        conn.ensure_connection(
+            max_retries=1, interval_start=0, interval_step=0, timeout=2 * BROKER_CHECK_TIMEOUT
+        )
+
+
+def _outbox_health() -> dict[str, Any]:
+    stats = _outbox_stats()
+    max_lag = settings.OUTBOX_HEALTH_MAX_LAG_SECONDS
+    lagging = bool(max_lag) and stats.oldest_pending_age > max_lag
+    return {
+        "status": "degraded" if lagging else OK,
+        "pending": stats.pending,
+        "oldest_pending_age_seconds": stats.oldest_pending_age,
+        "dead_letters": stats.dead,
+    }
+
+
+@never_cache
+@require_safe
 def metrics(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("", content_type="text/plain")
+    """Every process's outbox counters and histograms, plus backlog gauges read now."""
+    return HttpResponse(scrape(OutboxCollector()), content_type=CONTENT_TYPE_LATEST)
+
+
+class OutboxCollector:
+    """Backlog, lag and dead letters, read from the database at scrape time."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """The outbox gauges; only `shopflow_outbox_stats_up 0` when the database fails."""
+        try:
+            stats = _outbox_stats()
+        except Exception:
+            logger.warning("metrics: outbox gauges unavailable", exc_info=True)
+            yield _gauge("shopflow_outbox_stats_up", "1 when the outbox gauges were read.", 0)
+            return
+        yield _gauge("shopflow_outbox_stats_up", "1 when the outbox gauges were read.", 1)
+        pending = GaugeMetricFamily(
+            "shopflow_outbox_pending_deliveries",
+            "Deliveries not yet handled (due, retrying, leased or blocked), by handler.",
+            labels=["handler"],
+        )
+        dead = GaugeMetricFamily(
+            "shopflow_outbox_dead_letters",
+            "Dead-lettered deliveries waiting for an operator, by handler.",
+            labels=["handler"],
+        )
+        for name, handler in stats.handlers.items():
+            pending.add_metric([name], handler.pending)
+            dead.add_metric([name], handler.dead)
+        yield pending
+        yield dead
+        yield _gauge(
+            "shopflow_outbox_oldest_pending_age_seconds",
+            "Seconds since the oldest pending delivery was written (0 when none is pending).",
+            stats.oldest_pending_age,
+        )
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+# --- Reads (until outbox.selectors provides them) ------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _HandlerStats:
+    pending: int = 0
+    dead: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _OutboxStats:
+    pending: int
+    dead: int
+    oldest_pending_age: float  # seconds; 0 when nothing is pending
+    handlers: dict[str, _HandlerStats]
+
+
+def _outbox_stats() -> _OutboxStats:
+    rows = (
+        Delivery.objects.exclude(status=Delivery.Status.DONE)
+        .values_list("handler", "status")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    counts: dict[str, dict[str, int]] = {name: {} for name in all_handlers()}
+    for handler, status, count in rows:
+        counts.setdefault(handler, {})[status] = count
+    handlers = {
+        name: _HandlerStats(by_status.get("pending", 0), by_status.get("dead", 0))
+        for name, by_status in sorted(counts.items())
+    }
+    return _OutboxStats(
+        pending=sum(h.pending for h in handlers.values()),
+        dead=sum(h.dead for h in handlers.values()),
+        oldest_pending_age=_oldest_pending_age(),
+        handlers=handlers,
+    )
+
+
+def _oldest_pending_age() -> float:
+    # Walks the partial index on pending rows in id order and stops at the first.
+    oldest = (
+        Delivery.objects.filter(status=Delivery.Status.PENDING)
+        .order_by("id")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if oldest is None:
+        return 0.0
+    return max(0.0, round((timezone.now() - oldest).total_seconds(), 3))
