@@ -9,24 +9,20 @@ process is fine and restarting it would not help the workers catch up.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily
 
 from outbox.metrics import scrape
-from outbox.models import Delivery
-from outbox.registry import all_handlers
+from outbox.selectors import outbox_stats
 
 logger = logging.getLogger("shopflow.outbox.health")
 
@@ -91,14 +87,15 @@ def _broker_ping() -> None:
 
 
 def _outbox_health() -> dict[str, Any]:
-    stats = _outbox_stats()
+    stats = outbox_stats()
+    lag = stats.oldest_pending_age or 0.0
     max_lag = settings.OUTBOX_HEALTH_MAX_LAG_SECONDS
-    lagging = bool(max_lag) and stats.oldest_pending_age > max_lag
     return {
-        "status": "degraded" if lagging else OK,
+        "status": "degraded" if max_lag and lag > max_lag else OK,
         "pending": stats.pending,
-        "oldest_pending_age_seconds": stats.oldest_pending_age,
+        "oldest_pending_age_seconds": lag,
         "dead_letters": stats.dead,
+        "blocked_aggregates": stats.blocked_aggregates,
     }
 
 
@@ -115,7 +112,7 @@ class OutboxCollector:
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """The outbox gauges; only `shopflow_outbox_stats_up 0` when the database fails."""
         try:
-            stats = _outbox_stats()
+            stats = outbox_stats()
         except Exception:
             logger.warning("metrics: outbox gauges unavailable", exc_info=True)
             yield _gauge("shopflow_outbox_stats_up", "1 when the outbox gauges were read.", 0)
@@ -131,69 +128,22 @@ class OutboxCollector:
             "Dead-lettered deliveries waiting for an operator, by handler.",
             labels=["handler"],
         )
+        blocked = GaugeMetricFamily(
+            "shopflow_outbox_blocked_aggregates",
+            "Aggregates held by a dead letter (later events wait behind it), by handler.",
+            labels=["handler"],
+        )
         for name, handler in stats.handlers.items():
             pending.add_metric([name], handler.pending)
             dead.add_metric([name], handler.dead)
-        yield pending
-        yield dead
+            blocked.add_metric([name], handler.blocked_aggregates)
+        yield from (pending, dead, blocked)
         yield _gauge(
             "shopflow_outbox_oldest_pending_age_seconds",
             "Seconds since the oldest pending delivery was written (0 when none is pending).",
-            stats.oldest_pending_age,
+            stats.oldest_pending_age or 0.0,
         )
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)
-
-
-# --- Reads (until outbox.selectors provides them) ------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _HandlerStats:
-    pending: int = 0
-    dead: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class _OutboxStats:
-    pending: int
-    dead: int
-    oldest_pending_age: float  # seconds; 0 when nothing is pending
-    handlers: dict[str, _HandlerStats]
-
-
-def _outbox_stats() -> _OutboxStats:
-    rows = (
-        Delivery.objects.exclude(status=Delivery.Status.DONE)
-        .values_list("handler", "status")
-        .annotate(count=Count("id"))
-        .order_by()
-    )
-    counts: dict[str, dict[str, int]] = {name: {} for name in all_handlers()}
-    for handler, status, count in rows:
-        counts.setdefault(handler, {})[status] = count
-    handlers = {
-        name: _HandlerStats(by_status.get("pending", 0), by_status.get("dead", 0))
-        for name, by_status in sorted(counts.items())
-    }
-    return _OutboxStats(
-        pending=sum(h.pending for h in handlers.values()),
-        dead=sum(h.dead for h in handlers.values()),
-        oldest_pending_age=_oldest_pending_age(),
-        handlers=handlers,
-    )
-
-
-def _oldest_pending_age() -> float:
-    # Walks the partial index on pending rows in id order and stops at the first.
-    oldest = (
-        Delivery.objects.filter(status=Delivery.Status.PENDING)
-        .order_by("id")
-        .values_list("created_at", flat=True)
-        .first()
-    )
-    if oldest is None:
-        return 0.0
-    return max(0.0, round((timezone.now() - oldest).total_seconds(), 3))

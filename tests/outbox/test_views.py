@@ -76,6 +76,7 @@ def test_healthz_reports_database_broker_and_outbox_backlog(client):
     assert body["outbox"]["status"] == "ok"
     assert body["outbox"]["pending"] == 3
     assert body["outbox"]["dead_letters"] == 1
+    assert body["outbox"]["blocked_aggregates"] == 1
     assert body["outbox"]["oldest_pending_age_seconds"] >= 0
 
 
@@ -88,6 +89,7 @@ def test_healthz_reports_no_lag_when_nothing_is_pending(client):
         "pending": 0,
         "oldest_pending_age_seconds": 0.0,
         "dead_letters": 0,
+        "blocked_aggregates": 0,
     }
 
 
@@ -178,6 +180,8 @@ def test_metrics_parse_and_carry_the_outbox_gauges(client):
     dead = families["shopflow_outbox_dead_letters"]
     assert _value(dead, handler="probe.projection") == 1
     assert _value(dead, handler="probe.record") == 0
+    blocked = families["shopflow_outbox_blocked_aggregates"]
+    assert _value(blocked, handler="probe.projection") == 1
     assert _value(families["shopflow_outbox_oldest_pending_age_seconds"]) >= 0
     assert "shopflow_outbox_relay_batch_seconds" in families
 
