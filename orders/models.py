@@ -173,14 +173,21 @@ class TimelineEntry(models.Model):
 
 
 class IdempotencyKey(models.Model):
-    """A client's `Idempotency-Key` for order placement and the response it got."""
+    """A client's `Idempotency-Key` for order placement and the response it got.
+
+    While a request holds the key, `lock_id` names it and `completed_at` is null;
+    see `orders.idempotency` for how the row guards against double placement.
+    """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_body = models.JSONField(null=True, blank=True)
+    # The rendered JSON text: jsonb would reorder the keys of a replayed body.
+    response_body = models.TextField(blank=True, default="")
     response_headers = models.JSONField(default=dict, blank=True)
+    lock_id = models.UUIDField(null=True, blank=True)
+    locked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
