@@ -143,8 +143,9 @@ def _when(flag: str, value: str | None, *, end_of_day: bool) -> datetime | None:
     if value is None:
         return None
     try:
-        moment = parse_datetime(value)
-        day = None if moment else parse_date(value)
+        # Date first: parse_datetime would read a bare date as midnight.
+        day = parse_date(value)
+        moment = None if day else parse_datetime(value)
     except ValueError:
         moment = day = None
     if day is not None:
