@@ -80,6 +80,9 @@ def reservation_create(*, order_id: UUID, lines: Mapping[str, int]) -> Reservati
     Idempotent: a reservation that already exists for the order is returned
     unchanged. A rejection is recorded as `inventory.reservation_rejected`.
     """
+    # A non-positive quantity would pass the availability check and lower `reserved`.
+    if not lines or any(quantity <= 0 for quantity in lines.values()):
+        raise ValueError("a reservation needs at least one line, each with a positive quantity")
     shortages: list[Shortage] = []
     with transaction.atomic():
         products = _lock_products(lines)
