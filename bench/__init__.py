@@ -1,0 +1,1 @@
+"""Benchmarks of the outbox relay and delivery path (`make bench`)."""

@@ -1,0 +1,173 @@
+"""Benchmark of the outbox relay and delivery path: `make bench`.
+
+Measures, in one run on this machine, ShopFlow's relay against a textbook
+polling relay and a one-task-per-event relay, end-to-end delivery through a
+real prefork worker against bare no-op Celery tasks, and commit-to-handler
+latency at a paced rate. Prints a table, then one JSON line (the last line).
+
+Runs in its own database (`<DATABASE_URL name>_bench`, created and migrated
+when missing) and deletes the rows and queued messages it made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# Run as a script, this file's directory would come first on sys.path and this
+# module would shadow the `outbox` app; the repository root must come first.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
+
+METRICS_DIR = ROOT / "var" / "bench" / "prometheus"
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/shopflow"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/15"
+
+RELAY_EVENTS = int(os.environ.get("BENCH_RELAY_EVENTS", 20_000))
+E2E_EVENTS = int(os.environ.get("BENCH_E2E_EVENTS", 20_000))
+E2E_AGGREGATES = int(os.environ.get("BENCH_E2E_AGGREGATES", 2_000))
+RAW_TASKS = int(os.environ.get("BENCH_RAW_TASKS", 10_000))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 2))
+LATENCY_EVENTS = int(os.environ.get("BENCH_LATENCY_EVENTS", 1_000))
+LATENCY_RATE = float(os.environ.get("BENCH_LATENCY_RATE", 100.0))
+
+
+def _environment() -> dict[str, str]:
+    """Point this process and its workers at the benchmark's own database."""
+    from bench.database import bench_database_url, database_ensure
+
+    database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    broker_url = os.environ.get("CELERY_BROKER_URL") or DEFAULT_BROKER_URL
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        sys.exit("bench: DATABASE_URL must be a PostgreSQL URL")
+    if not broker_url.startswith("redis://"):
+        sys.exit("bench: CELERY_BROKER_URL must be a Redis URL")
+    url = bench_database_url(database_url)
+    created = database_ensure(url)
+    print(f"database {url.rsplit('/', 1)[-1]} ({'created' if created else 'exists'})")
+    env = {
+        "DATABASE_URL": url,
+        "CELERY_BROKER_URL": broker_url,
+        "REDIS_URL": os.environ.get("REDIS_URL") or broker_url,
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        # The benchmark's metric files stay apart from `make run`'s.
+        "PROMETHEUS_MULTIPROC_DIR": str(METRICS_DIR),
+        "PYTHONUNBUFFERED": "1",
+    }
+    shutil.rmtree(METRICS_DIR, ignore_errors=True)
+    os.environ.update(env)
+    return {**os.environ, **env}
+
+
+def _machine() -> dict[str, object]:
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        model = next(
+            (line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")), "",
+        )  # fmt: skip
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "load_avg_at_start": round(os.getloadavg()[0], 2),
+    }
+
+
+def _measure_with_workers(env: dict[str, str]) -> dict[str, object]:
+    from bench import scenarios
+    from bench.workers import beat_start, worker_start
+
+    worker = worker_start(env)
+    beat = beat_start(env)
+    try:
+        scenarios.latency(50, LATENCY_RATE)  # warm the pool's connections and imports
+        latencies = scenarios.latency(LATENCY_EVENTS, LATENCY_RATE)
+        e2e, raw = [], []
+        for _ in range(ROUNDS):  # interleaved, so noise hits both alike
+            raw.append(scenarios.raw_celery_throughput(RAW_TASKS))
+            e2e.append(scenarios.e2e_throughput(E2E_EVENTS, E2E_AGGREGATES))
+    finally:
+        beat.stop()
+        worker.stop()
+    return {
+        "latencies": latencies,
+        "e2e": statistics.median(e2e),
+        "raw": statistics.median(raw),
+        "e2e_runs": [round(x) for x in e2e],
+        "raw_runs": [round(x) for x in raw],
+    }
+
+
+def main() -> None:
+    env = _environment()
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from bench import scenarios
+
+    call_command("migrate", verbosity=0)
+    began = time.monotonic()
+    machine = _machine()
+    relay = scenarios.relay_throughput(RELAY_EVENTS)
+    measured = _measure_with_workers(env)
+    scenarios.clean_slate()
+    latencies = measured["latencies"]
+    result = {
+        "relay_events_per_s": round(relay.relay_per_s),
+        "ratio_vs_polling": round(relay.relay_per_s / relay.polling_per_s, 1),
+        "ratio_vs_naive": round(relay.relay_per_s / relay.naive_per_s, 2),
+        "e2e_events_per_s": round(measured["e2e"]),
+        "ratio_vs_raw_celery": round(measured["e2e"] / measured["raw"], 2),
+        "latency_p50_ms": round(scenarios.percentile(latencies, 0.50), 2),
+        "latency_p99_ms": round(scenarios.percentile(latencies, 0.99), 2),
+        "polling_events_per_s": round(relay.polling_per_s, 1),
+        "polling_busy_events_per_s": round(relay.polling_busy_per_s),
+        "naive_events_per_s": round(relay.naive_per_s),
+        "raw_celery_tasks_per_s": round(measured["raw"]),
+        "e2e_runs": measured["e2e_runs"],
+        "raw_celery_runs": measured["raw_runs"],
+        "relay_events": relay.events,
+        "relay_messages": relay.messages,
+        "e2e_events": E2E_EVENTS,
+        "e2e_aggregates": E2E_AGGREGATES,
+        "raw_celery_tasks": RAW_TASKS,
+        "latency_events": len(latencies),
+        "latency_rate_per_s": LATENCY_RATE,
+        "latency_max_ms": round(latencies[-1], 2),
+        **machine,
+        "seconds": round(time.monotonic() - began),
+    }
+    _print_table(result)
+    print(json.dumps(result))
+
+
+def _print_table(r: dict[str, object]) -> None:
+    rows = [
+        ("relay alone (events/s)", r["relay_events_per_s"], ">= 5000"),
+        ("  textbook polling relay", r["polling_events_per_s"], f"x{r['ratio_vs_polling']}"),
+        ("  one task per event relay", r["naive_events_per_s"], f"x{r['ratio_vs_naive']}"),
+        ("end to end (events/s)", r["e2e_events_per_s"], ">= 2000"),
+        (
+            "  bare no-op Celery tasks/s",
+            r["raw_celery_tasks_per_s"],
+            f"x{r['ratio_vs_raw_celery']}",
+        ),
+        ("latency p50 (ms)", r["latency_p50_ms"], "<= 10"),
+        ("latency p99 (ms)", r["latency_p99_ms"], "<= 50"),
+    ]
+    for name, value, note in rows:
+        print(f"{name:32} {value!s:>10}  {note}")
+
+
+if __name__ == "__main__":
+    main()
