@@ -181,7 +181,30 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "COERCE_DECIMAL_TO_STRING": True,
+    "DEFAULT_PARSER_CLASSES": [
+        "shopflow.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "shopflow.api.exceptions.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    # "<count>/<s|m|h|d>"; per-second windows keep DRF's per-client history short.
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("THROTTLE_ANON_RATE", default="100/s"),
+        "user": env.str("THROTTLE_USER_RATE", default="200/s"),
+        # register and token, per client address (shopflow.api.throttling.AuthRateThrottle)
+        "auth": env.str("THROTTLE_AUTH_RATE", default="30/s"),
+    },
+    # Proxies in front of the web process; 0 keys clients by REMOTE_ADDR (no X-Forwarded-For).
+    "NUM_PROXIES": env.int("THROTTLE_NUM_PROXIES", default=0),
 }
+# Seconds an order placement may hold its Idempotency-Key before a retry may take it over.
+IDEMPOTENCY_KEY_LOCK_SECONDS = env.float("IDEMPOTENCY_KEY_LOCK_SECONDS", default=60.0)
+# Hours a completed Idempotency-Key keeps replaying its response (the contract says >= 24).
+IDEMPOTENCY_KEY_TTL_HOURS = env.float("IDEMPOTENCY_KEY_TTL_HOURS", default=24.0)
 SPECTACULAR_SETTINGS = {"TITLE": "ShopFlow API", "VERSION": "1.0.0"}
 
 # --- Shop ---------------------------------------------------------------------------

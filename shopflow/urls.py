@@ -9,6 +9,7 @@ from outbox import views as outbox_views
 api_patterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("", include("shopflow.api.urls")),
 ]
 
 urlpatterns = [

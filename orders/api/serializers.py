@@ -1,0 +1,140 @@
+"""Input and output shapes of the orders API (kept apart: validate -> service -> serialize)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pycountry
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from inventory.selectors import product_skus_for_sale
+from orders.models import FailureReason, Order, Status
+from shopflow.api.fields import StrictCharField, StrictIntegerField
+
+COUNTRY_CODES = frozenset(country.alpha_2 for country in pycountry.countries)
+MAX_LINES = 50
+MAX_QUANTITY = 1000
+ADDRESS_FIELDS = ("name", "line1", "line2", "city", "postal_code", "country")
+
+
+class AddressInput(serializers.Serializer):
+    name = StrictCharField(max_length=200)
+    line1 = StrictCharField(max_length=200)
+    line2 = StrictCharField(max_length=200, required=False, allow_blank=True, allow_null=True)
+    city = StrictCharField(max_length=100)
+    postal_code = StrictCharField(max_length=20)
+    country = StrictCharField(max_length=2, help_text="ISO 3166-1 alpha-2 code, e.g. US.")
+
+    def validate_country(self, value: str) -> str:
+        code = value.upper()
+        if code not in COUNTRY_CODES:
+            raise serializers.ValidationError(f"{value!r} is not an ISO 3166-1 alpha-2 code.")
+        return code
+
+    def to_internal_value(self, data: Any) -> dict[str, str]:
+        address = super().to_internal_value(data)
+        address["line2"] = address.get("line2") or ""  # optional: absent or null is ""
+        return address
+
+
+class LineInput(serializers.Serializer):
+    sku = StrictCharField(max_length=64)
+    quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
+
+
+class OrderPlaceInput(serializers.Serializer):
+    """The placement body; any other field (status, total, price, user…) is ignored."""
+
+    items = LineInput(many=True, min_length=1, max_length=MAX_LINES)
+    payment_token = StrictCharField(max_length=255)
+    shipping_address = AddressInput()
+
+    def validate_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        skus = [line["sku"] for line in items]
+        repeated = sorted(sku for sku, count in Counter(skus).items() if count > 1)
+        if repeated:
+            raise serializers.ValidationError(
+                [f"SKU {sku} appears more than once." for sku in repeated]
+            )
+        for_sale = product_skus_for_sale(skus=skus)
+        unavailable = [sku for sku in skus if sku not in for_sale]
+        if unavailable:
+            # orders.services.order_place checks again; this keeps a 400 before the key claim.
+            raise serializers.ValidationError(
+                [f"Unknown or inactive SKU: {sku}." for sku in unavailable]
+            )
+        return items
+
+
+class OrderCancelInput(serializers.Serializer):
+    reason = StrictCharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class AddressOutput(serializers.Serializer):
+    name = serializers.CharField()
+    line1 = serializers.CharField()
+    line2 = serializers.CharField()
+    city = serializers.CharField()
+    postal_code = serializers.CharField()
+    country = serializers.CharField()
+
+
+class PaymentOutput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["pending", "captured", "declined", "refunded"])
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2)
+
+
+class ShipmentOutput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["scheduled", "shipped", "delivered", "cancelled"])
+    tracking_number = serializers.CharField()
+
+
+class OrderItemOutput(serializers.Serializer):
+    sku = serializers.CharField()
+    name = serializers.CharField()
+    quantity = serializers.IntegerField()
+    unit_price = serializers.DecimalField(max_digits=12, decimal_places=2)
+    line_total = serializers.DecimalField(max_digits=14, decimal_places=2)
+
+
+@extend_schema_field(AddressOutput)
+class AddressField(serializers.JSONField):
+    """The shipping address given at placement, its keys in a fixed order (jsonb sorts them)."""
+
+    def to_representation(self, value: dict[str, Any]) -> dict[str, Any]:
+        return {name: value.get(name, "") for name in ADDRESS_FIELDS}
+
+
+class OrderOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    number = serializers.CharField()
+    status = serializers.ChoiceField(choices=Status.choices)
+    items = OrderItemOutput(many=True, source="items.all")
+    total = serializers.DecimalField(max_digits=14, decimal_places=2)
+    currency = serializers.CharField()
+    shipping_address = AddressField()
+    payment = serializers.SerializerMethodField()
+    shipment = serializers.SerializerMethodField()
+    cancel_reason = serializers.CharField()
+    failure_reason = serializers.ChoiceField(choices=FailureReason.choices, allow_blank=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(PaymentOutput(allow_null=True))
+    def get_payment(self, order: Order) -> dict[str, Any] | None:
+        """The order's payment; null until the payment saga issue fills it in."""
+        return None
+
+    @extend_schema_field(ShipmentOutput(allow_null=True))
+    def get_shipment(self, order: Order) -> dict[str, Any] | None:
+        """The order's shipment; null until the shipping saga issue fills it in."""
+        return None
+
+
+class TimelineEntryOutput(serializers.Serializer):
+    id = serializers.UUIDField(source="event_id")
+    type = serializers.CharField()
+    occurred_at = serializers.DateTimeField()
+    data = serializers.JSONField()

@@ -1,0 +1,168 @@
+"""`Idempotency-Key` handling around order placement (CONTRACT §2).
+
+The unique (user, key) row is the guard, never a read-then-insert: the row is
+claimed in its own committed transaction, so concurrent requests with the same
+key block on the unique index and then find it. The claimant does its work and
+stores the response on the row in the same transaction as the work, with a
+conditional update on its `lock_id`; if that update finds nothing (the claim was
+taken over as abandoned), the work rolls back. So a key yields one order at most.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.utils import json
+
+from orders.models import IdempotencyKey
+
+# Claim attempts before giving up with "in flight"; a retry happens only when
+# the row we collided with vanished (released or expired) in between.
+_CLAIM_ATTEMPTS = 3
+
+
+class IdempotencyKeyReused(Exception):
+    """The key was first used with a different request body."""
+
+
+class IdempotencyKeyInFlight(Exception):
+    """The first request with this key is still being processed."""
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """A response as the idempotency key keeps it: status, rendered JSON body, headers."""
+
+    status: int
+    body: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    pk: int
+    lock_id: uuid.UUID
+
+
+def key_is_valid(key: str) -> bool:
+    """1 to 255 printable ASCII characters, as the contract allows."""
+    return 1 <= len(key) <= 255 and all(" " <= char <= "~" for char in key)
+
+
+def request_fingerprint(data: Any) -> str:
+    """A hash of the parsed request body, independent of key order and whitespace."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def idempotent_call(
+    *, user: Any, key: str, fingerprint: str, call: Callable[[], StoredResponse]
+) -> tuple[StoredResponse, bool]:
+    """Run `call` once per (user, key); returns its response and whether it is a replay.
+
+    Raises `IdempotencyKeyReused` (different body) or `IdempotencyKeyInFlight`.
+    If `call` raises, the key is released: nothing was done, so a retry may run.
+    """
+    claimed = _claim(user=user, key=key, fingerprint=fingerprint)
+    if isinstance(claimed, StoredResponse):
+        return claimed, True
+    try:
+        with transaction.atomic():
+            response = call()
+            _complete(claimed, response)
+    except BaseException:
+        _release(claimed)
+        raise
+    return response, False
+
+
+def _claim(*, user: Any, key: str, fingerprint: str) -> _Claim | StoredResponse:
+    """Own the key for this request, or find the response its first request got."""
+    for _ in range(_CLAIM_ATTEMPTS):
+        lock_id = uuid.uuid4()
+        try:
+            with transaction.atomic():
+                row = IdempotencyKey.objects.create(
+                    user=user,
+                    key=key,
+                    request_hash=fingerprint,
+                    lock_id=lock_id,
+                    locked_at=timezone.now(),
+                )
+            return _Claim(row.pk, lock_id)
+        except IntegrityError:
+            pass
+        outcome = _existing(user=user, key=key, fingerprint=fingerprint, lock_id=lock_id)
+        if outcome is not None:
+            return outcome
+    raise IdempotencyKeyInFlight()
+
+
+def _existing(
+    *, user: Any, key: str, fingerprint: str, lock_id: uuid.UUID
+) -> _Claim | StoredResponse | None:
+    """What an existing key row means for this request; None when it is gone or expired."""
+    row = IdempotencyKey.objects.filter(user=user, key=key).first()
+    if row is None:
+        return None
+    now = timezone.now()
+    if row.completed_at is not None and row.completed_at < now - key_ttl():
+        # Past its retention the key is free again, as if it had been purged.
+        IdempotencyKey.objects.filter(pk=row.pk, completed_at=row.completed_at).delete()
+        return None
+    if row.request_hash != fingerprint:
+        raise IdempotencyKeyReused()
+    if row.completed_at is not None:
+        return StoredResponse(row.response_status, row.response_body, row.response_headers)
+    if _take_over(row, lock_id, now):
+        return _Claim(row.pk, lock_id)
+    raise IdempotencyKeyInFlight()
+
+
+def _take_over(row: IdempotencyKey, lock_id: uuid.UUID, now: Any) -> bool:
+    """Claim a key whose request has held it past the lock timeout (its process died)."""
+    stale_before = now - timedelta(seconds=settings.IDEMPOTENCY_KEY_LOCK_SECONDS)
+    return bool(
+        IdempotencyKey.objects.filter(
+            pk=row.pk, completed_at=None, locked_at__lt=stale_before
+        ).update(lock_id=lock_id, locked_at=now)
+    )
+
+
+def _complete(claim: _Claim, response: StoredResponse) -> None:
+    """Store the response on the key, in the caller's transaction, if we still hold it."""
+    stored = IdempotencyKey.objects.filter(
+        pk=claim.pk, lock_id=claim.lock_id, completed_at=None
+    ).update(
+        response_status=response.status,
+        response_body=response.body,
+        response_headers=response.headers,
+        completed_at=timezone.now(),
+        lock_id=None,
+    )
+    if not stored:
+        raise IdempotencyKeyInFlight()
+
+
+def _release(claim: _Claim) -> None:
+    IdempotencyKey.objects.filter(pk=claim.pk, lock_id=claim.lock_id, completed_at=None).delete()
+
+
+def key_ttl() -> timedelta:
+    """How long a completed key keeps replaying its response."""
+    return timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS)
+
+
+def idempotency_keys_purge(*, now: Any = None) -> int:
+    """Delete completed keys past their retention; returns how many went."""
+    cutoff = (now or timezone.now()) - key_ttl()
+    deleted, _ = IdempotencyKey.objects.filter(completed_at__lt=cutoff).delete()
+    return deleted

@@ -1,0 +1,1 @@
+"""Project-wide API pieces: auth endpoints, the exception handler, parsers, fields, throttles."""
