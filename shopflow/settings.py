@@ -37,6 +37,9 @@ INSTALLED_APPS = [
     "outbox",
     "inventory",
     "orders",
+    "payments",
+    "shipping",
+    "sagas",
 ]
 
 MIDDLEWARE = [
@@ -117,6 +120,8 @@ CELERY_TASK_ROUTES = {
     "outbox.drain_outbox": {"queue": "outbox"},
     "outbox.purge_outbox": {"queue": "outbox"},
     "outbox.deliver": {"queue": "events"},
+    "sagas.advance": {"queue": "saga"},
+    "sagas.watchdog": {"queue": "saga"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
@@ -155,9 +160,36 @@ OUTBOX_DRAIN_MAX_SECONDS = env.float("OUTBOX_DRAIN_MAX_SECONDS", default=5.0)
 # "degraded" (still 200: web is fine, the workers lag); 0 turns the check off.
 OUTBOX_HEALTH_MAX_LAG_SECONDS = env.float("OUTBOX_HEALTH_MAX_LAG_SECONDS", default=600.0)
 
+# --- Sagas --------------------------------------------------------------------------
+# Seconds a running step is leased; after that the watchdog assumes its worker died.
+SAGA_STEP_LEASE_SECONDS = env.float("SAGA_STEP_LEASE_SECONDS", default=30.0)
+# Attempts of a step's action before a transient error counts as permanent.
+# With the backoff below a saga gives up on a flaky provider within ~15 s (< 60 s).
+SAGA_MAX_ATTEMPTS = env.int("SAGA_MAX_ATTEMPTS", default=5)
+# Attempts of a compensation before the saga is left compensation_failed for an operator.
+SAGA_COMPENSATION_MAX_ATTEMPTS = env.int("SAGA_COMPENSATION_MAX_ATTEMPTS", default=8)
+# Backoff between attempts: base * 2**(attempt-1) seconds, capped, with jitter.
+SAGA_BACKOFF_BASE = env.float("SAGA_BACKOFF_BASE", default=0.5)
+SAGA_BACKOFF_MAX = env.float("SAGA_BACKOFF_MAX", default=8.0)
+# Seconds after which the watchdog re-asks for a move nobody made.
+SAGA_WAKE_GRACE_SECONDS = env.float("SAGA_WAKE_GRACE_SECONDS", default=5.0)
+# Longest wait sent to the broker as a countdown; longer ones wait for the watchdog.
+SAGA_MAX_COUNTDOWN = env.float("SAGA_MAX_COUNTDOWN", default=10.0)
+# Seconds between watchdog runs, and sagas it wakes per run.
+SAGA_WATCHDOG_INTERVAL = env.float("SAGA_WATCHDOG_INTERVAL", default=1.0)
+SAGA_WATCHDOG_BATCH = env.int("SAGA_WATCHDOG_BATCH", default=500)
+
+# --- Providers (import paths) and their sandboxes ----------------------------------------
+PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="payments.gateways.sandbox.SandboxGateway")
+SHIPPING_CARRIER = env.str("SHIPPING_CARRIER", default="shipping.carriers.sandbox.SandboxCarrier")
+# Seconds each sandbox call takes, to open windows for tests and demos.
+PAYMENT_SANDBOX_DELAY_SECONDS = env.float("PAYMENT_SANDBOX_DELAY_SECONDS", default=0.0)
+SHIPPING_SANDBOX_DELAY_SECONDS = env.float("SHIPPING_SANDBOX_DELAY_SECONDS", default=0.0)
+
 CELERY_BEAT_SCHEDULE = {
     "drain-outbox": {"task": "outbox.drain_outbox", "schedule": OUTBOX_POLL_INTERVAL},
     "purge-outbox": {"task": "outbox.purge_outbox", "schedule": 3600.0},
+    "saga-watchdog": {"task": "sagas.watchdog", "schedule": SAGA_WATCHDOG_INTERVAL},
 }
 
 # --- Metrics ----------------------------------------------------------------------

@@ -35,3 +35,8 @@ if "SHOPFLOW_TEST_METRICS_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["SHOPFLOW_TEST_METRICS_DIR"], ignore_errors=True)
 PROMETHEUS_MULTIPROC_DIR = os.environ["SHOPFLOW_TEST_METRICS_DIR"]
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+# Sagas retry and recover fast in tests; the production defaults are in shopflow/settings.py.
+SAGA_STEP_LEASE_SECONDS = env.float("SAGA_STEP_LEASE_SECONDS", default=3.0)
+SAGA_BACKOFF_BASE = env.float("SAGA_BACKOFF_BASE", default=0.05)
+SAGA_BACKOFF_MAX = env.float("SAGA_BACKOFF_MAX", default=0.4)
+SAGA_WAKE_GRACE_SECONDS = env.float("SAGA_WAKE_GRACE_SECONDS", default=1.0)

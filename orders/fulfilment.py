@@ -1,0 +1,109 @@
+"""The order fulfilment saga: reserve stock, charge the payment, schedule the shipment.
+
+When a step fails for good, the engine undoes the finished steps in reverse
+(cancel the shipment, refund, release the stock) and the order fails with the
+step's reason. Every external call carries a key made from the saga and step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inventory.services import InsufficientStock, reservation_create, reservation_release
+from orders.models import FailureReason, Order, Status
+from orders.services import order_confirm, order_fail
+from payments.gateways import PaymentDeclined
+from payments.services import payment_charge, payment_refund
+from sagas.definitions import PermanentFailure, SagaDefinition, Step, register, step_key
+from sagas.models import Saga
+from shipping.carriers import CarrierRejected
+from shipping.services import shipment_cancel, shipment_schedule
+
+FULFILMENT = "order_fulfilment"
+
+
+def _order(saga: Saga) -> Order:
+    return Order.objects.get(pk=saga.key)
+
+
+def reserve_stock(saga: Saga) -> dict[str, Any]:
+    order = _order(saga)
+    lines = {item.sku: item.quantity for item in order.items.all()}
+    try:
+        reservation = reservation_create(order_id=order.id, lines=lines)
+    except InsufficientStock as exc:
+        raise PermanentFailure(FailureReason.INSUFFICIENT_STOCK, str(exc)) from exc
+    return {"reservation_id": reservation.pk}
+
+
+def release_stock(saga: Saga) -> None:
+    reservation_release(order_id=_order(saga).id)
+
+
+def charge_payment(saga: Saga) -> dict[str, Any]:
+    order = _order(saga)
+    try:
+        payment = payment_charge(
+            order_id=order.id,
+            amount=order.total,
+            currency=order.currency,
+            token=order.payment_token,
+            idempotency_key=step_key(saga, "charge_payment"),
+        )
+    except PaymentDeclined as exc:
+        raise PermanentFailure(FailureReason.PAYMENT_DECLINED, str(exc)) from exc
+    return {"payment_id": payment.pk, "provider_ref": payment.provider_ref}
+
+
+def refund_payment(saga: Saga) -> None:
+    payment_refund(order_id=_order(saga).id, idempotency_key=step_key(saga, "refund_payment"))
+
+
+def schedule_shipment(saga: Saga) -> dict[str, Any]:
+    order = _order(saga)
+    try:
+        shipment = shipment_schedule(
+            order_id=order.id,
+            address=order.shipping_address,
+            idempotency_key=step_key(saga, "schedule_shipment"),
+        )
+    except CarrierRejected as exc:
+        raise PermanentFailure(FailureReason.SHIPPING_UNAVAILABLE, str(exc)) from exc
+    return {"shipment_id": shipment.pk, "tracking_number": shipment.tracking_number}
+
+
+def cancel_shipment(saga: Saga) -> None:
+    shipment_cancel(order_id=_order(saga).id)
+
+
+def confirm_order(saga: Saga) -> bool:
+    """Confirm the order, unless it was cancelled meanwhile (then compensate)."""
+    order = Order.objects.select_for_update().get(pk=saga.key)
+    if order.status != Status.PENDING:
+        return False
+    order_confirm(order_id=order.id)
+    return True
+
+
+def fail_order(saga: Saga) -> None:
+    """Fail a still pending order with the saga's reason; a cancelled one stays cancelled."""
+    order = Order.objects.select_for_update().get(pk=saga.key)
+    if order.status == Status.PENDING:
+        order_fail(order_id=order.id, reason=saga.failure_reason)
+
+
+fulfilment = register(
+    SagaDefinition(
+        name=FULFILMENT,
+        steps=(
+            Step("reserve_stock", reserve_stock, release_stock,
+                 exhausted_reason=FailureReason.INSUFFICIENT_STOCK),
+            Step("charge_payment", charge_payment, refund_payment,
+                 exhausted_reason=FailureReason.PAYMENT_UNAVAILABLE),
+            Step("schedule_shipment", schedule_shipment, cancel_shipment,
+                 exhausted_reason=FailureReason.SHIPPING_UNAVAILABLE),
+        ),
+        on_completed=confirm_order,
+        on_compensated=fail_order,
+    )
+)  # fmt: skip

@@ -1,0 +1,105 @@
+"""A sandbox gateway that behaves like a real provider, deterministically, by token.
+
+CONTRACT §3: `tok_chargeDeclined` is declined; `tok_flaky` fails the first two
+charge attempts of an order transiently; `tok_down` always fails transiently;
+`tok_refundFlaky` fails the first two refund attempts; other `tok_…` succeed.
+Its ledger is a table of its own, so idempotency is real and auditable.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+
+from payments.gateways import Charge, GatewayError, GatewayUnavailable, PaymentDeclined, Refund
+from payments.models import SandboxCall, SandboxLedgerEntry
+
+
+class RefundExceedsCharge(GatewayError):
+    """A refund larger than what is left of the charge: refused for good."""
+
+
+def _count_call(kind: str, key: str) -> int:
+    """Count this call in its own transaction, so a failure still counts."""
+    with transaction.atomic():
+        call, _ = SandboxCall.objects.select_for_update().get_or_create(
+            kind=kind, idempotency_key=key
+        )
+        SandboxCall.objects.filter(pk=call.pk).update(attempts=F("attempts") + 1)
+    return call.attempts + 1
+
+
+def _recorded(kind: str, key: str) -> SandboxLedgerEntry | None:
+    return SandboxLedgerEntry.objects.filter(kind=kind, idempotency_key=key).first()
+
+
+def _record(**fields: object) -> SandboxLedgerEntry:
+    try:
+        with transaction.atomic():
+            return SandboxLedgerEntry.objects.create(**fields)
+    except IntegrityError:  # a concurrent call with the same key won: return its entry
+        return SandboxLedgerEntry.objects.get(
+            kind=fields["kind"], idempotency_key=fields["idempotency_key"]
+        )
+
+
+class SandboxGateway:
+    """The default gateway (settings.PAYMENT_GATEWAY)."""
+
+    def charge(self, *, amount: Decimal, currency: str, token: str, idempotency_key: str) -> Charge:
+        time.sleep(settings.PAYMENT_SANDBOX_DELAY_SECONDS)
+        entry = _recorded(SandboxLedgerEntry.Kind.CHARGE, idempotency_key)
+        if entry is None:
+            attempt = _count_call("charge", idempotency_key)
+            if token == "tok_chargeDeclined":
+                raise PaymentDeclined("card declined")
+            if token == "tok_down" or (token == "tok_flaky" and attempt <= 2):
+                raise GatewayUnavailable(f"gateway unavailable (attempt {attempt})")
+            entry = _record(
+                kind=SandboxLedgerEntry.Kind.CHARGE,
+                reference=f"ch_{uuid.uuid4().hex[:24]}",
+                idempotency_key=idempotency_key,
+                token=token,
+                amount=amount,
+                currency=currency,
+            )
+        return Charge(reference=entry.reference, amount=entry.amount, currency=entry.currency)
+
+    def refund(self, *, charge_ref: str, amount: Decimal, idempotency_key: str) -> Refund:
+        time.sleep(settings.PAYMENT_SANDBOX_DELAY_SECONDS)
+        entry = _recorded(SandboxLedgerEntry.Kind.REFUND, idempotency_key)
+        if entry is None:
+            charge = SandboxLedgerEntry.objects.get(
+                kind=SandboxLedgerEntry.Kind.CHARGE, reference=charge_ref
+            )
+            attempt = _count_call("refund", idempotency_key)
+            if charge.token == "tok_refundFlaky" and attempt <= 2:
+                raise GatewayUnavailable(f"refund unavailable (attempt {attempt})")
+            entry = self._refund_within_charge(charge, amount, idempotency_key)
+        return Refund(reference=entry.reference, charge_reference=charge_ref, amount=entry.amount)
+
+    def _refund_within_charge(
+        self, charge: SandboxLedgerEntry, amount: Decimal, idempotency_key: str
+    ) -> SandboxLedgerEntry:
+        with transaction.atomic():
+            SandboxLedgerEntry.objects.select_for_update().get(pk=charge.pk)  # serialise refunds
+            refunded = SandboxLedgerEntry.objects.filter(
+                kind=SandboxLedgerEntry.Kind.REFUND, charge_reference=charge.reference
+            ).aggregate(total=Sum("amount"))["total"] or Decimal("0")
+            if refunded + amount > charge.amount:
+                raise RefundExceedsCharge(
+                    f"refund of {amount} exceeds what is left of {charge.reference}"
+                )
+            return _record(
+                kind=SandboxLedgerEntry.Kind.REFUND,
+                reference=f"re_{uuid.uuid4().hex[:24]}",
+                idempotency_key=idempotency_key,
+                charge_reference=charge.reference,
+                amount=amount,
+                currency=charge.currency,
+            )

@@ -1,0 +1,115 @@
+"""Writes of the payments context: charge an order once, refund it at most once.
+
+Gateway calls happen outside any transaction (a network call must never hold
+row locks or run before the change it depends on commits); the outcome is
+then recorded with its event in a short transaction of its own.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from uuid import UUID
+
+from django.db import connection, transaction
+
+from payments import events
+from payments.gateways import PaymentDeclined, get_gateway
+from payments.models import Payment
+
+
+def _outside_transaction(action: str) -> None:
+    if connection.in_atomic_block:
+        raise RuntimeError(f"{action} calls the payment gateway and must not run in a transaction")
+
+
+def payment_charge(
+    *, order_id: UUID, amount: Decimal, currency: str, token: str, idempotency_key: str
+) -> Payment:
+    """Capture `amount` for the order, once (raises PaymentDeclined / GatewayUnavailable).
+
+    A payment already captured is returned as it is, without calling the
+    gateway again (saleor#12229); a repeated call after a crash reuses the same
+    idempotency key, so the gateway returns its first charge.
+    """
+    _outside_transaction("payment_charge")
+    payment, _ = Payment.objects.get_or_create(
+        order_id=order_id,
+        defaults={"amount": amount, "currency": currency, "token": token,
+                  "idempotency_key": idempotency_key},
+    )  # fmt: skip
+    if payment.status in (Payment.Status.CAPTURED, Payment.Status.REFUNDED):
+        return payment
+    if payment.status == Payment.Status.DECLINED:
+        raise PaymentDeclined(payment.decline_reason or "card declined")
+    try:
+        charge = get_gateway().charge(
+            amount=payment.amount,
+            currency=payment.currency,
+            token=payment.token,
+            idempotency_key=payment.idempotency_key,
+        )
+    except PaymentDeclined as exc:
+        _record_decline(payment.pk, str(exc))
+        raise
+    return _record_capture(payment.pk, charge.reference)
+
+
+def _record_capture(payment_pk: int, reference: str) -> Payment:
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_pk)
+        if payment.status == Payment.Status.PENDING:
+            payment.status = Payment.Status.CAPTURED
+            payment.provider_ref = reference
+            payment.raise_event(
+                events.PaymentCaptured(
+                    order_id=payment.order_id,
+                    amount=payment.amount,
+                    currency=payment.currency,
+                    provider_ref=reference,
+                )
+            )
+            payment.save()
+    return payment
+
+
+def _record_decline(payment_pk: int, reason: str) -> None:
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_pk)
+        if payment.status == Payment.Status.PENDING:
+            payment.status = Payment.Status.DECLINED
+            payment.decline_reason = reason[:200]
+            payment.raise_event(
+                events.PaymentDeclined(
+                    order_id=payment.order_id,
+                    amount=payment.amount,
+                    currency=payment.currency,
+                    reason=payment.decline_reason,
+                )
+            )
+            payment.save()
+
+
+def payment_refund(*, order_id: UUID, idempotency_key: str) -> Payment | None:
+    """Refund a captured payment in full, once; anything else is left as it is."""
+    _outside_transaction("payment_refund")
+    payment = Payment.objects.filter(order_id=order_id).first()
+    if payment is None or payment.status != Payment.Status.CAPTURED:
+        return payment
+    refund = get_gateway().refund(
+        charge_ref=payment.provider_ref, amount=payment.amount, idempotency_key=idempotency_key
+    )
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment.pk)
+        if payment.status == Payment.Status.CAPTURED:
+            payment.status = Payment.Status.REFUNDED
+            payment.refund_ref = refund.reference
+            payment.raise_event(
+                events.PaymentRefunded(
+                    order_id=payment.order_id,
+                    amount=payment.amount,
+                    currency=payment.currency,
+                    refund_ref=refund.reference,
+                )
+            )
+            payment.save()
+    return payment

@@ -1,0 +1,72 @@
+"""What a saga is: an ordered list of steps, each an action with its compensation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sagas.models import Saga
+
+
+class PermanentFailure(Exception):
+    """An action's error that no retry can fix; `reason` is the business reason."""
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        self.reason = reason
+        super().__init__(message or reason)
+
+
+class TransientFailure(Exception):
+    """An action's error that the same call may not hit again (timeout, provider down)."""
+
+
+Action = Callable[[Saga], dict[str, Any] | None]
+Compensation = Callable[[Saga], None]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One local transaction of a saga and how to undo it.
+
+    Both callables must be idempotent: they may run again after a crash, with
+    an idempotency key derived from the saga and the step (`step_key`).
+    """
+
+    name: str
+    action: Action
+    compensation: Compensation
+    # Failure reason recorded when transient errors exhaust the attempts.
+    exhausted_reason: str = ""
+    max_attempts: int | None = None
+
+
+@dataclass(frozen=True)
+class SagaDefinition:
+    """A named saga: its steps, and what to do when it completes or is compensated."""
+
+    name: str
+    steps: tuple[Step, ...]
+    # Runs in the completing transaction; returns False to compensate instead.
+    on_completed: Callable[[Saga], bool]
+    # Runs in the transaction that finishes compensation.
+    on_compensated: Callable[[Saga], None]
+
+
+_DEFINITIONS: dict[str, SagaDefinition] = {}
+
+
+def register(definition: SagaDefinition) -> SagaDefinition:
+    """Make a definition known to the engine by its name."""
+    _DEFINITIONS[definition.name] = definition
+    return definition
+
+
+def get_definition(name: str) -> SagaDefinition:
+    """The registered definition called `name`."""
+    return _DEFINITIONS[name]
+
+
+def step_key(saga: Saga, step: str) -> str:
+    """The idempotency key for a step's external call: the saga and step, never the attempt."""
+    return f"saga:{saga.pk}:{step}"

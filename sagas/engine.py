@@ -1,0 +1,251 @@
+"""Run a saga one step at a time, deciding every move from its persisted state.
+
+Each `saga_advance` call is one move: claim (a short transaction under the
+saga's row lock), perform the step's action or compensation outside any
+transaction, then record the outcome (another short locked transaction) and
+schedule the next move after commit. Duplicated or stale calls are harmless:
+a claim gives the step a lease and an attempt number, and only the holder of
+the latest attempt may record its outcome. A lost call is brought back by the
+watchdog, which looks at `Saga.wake_at`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from sagas.definitions import PermanentFailure, SagaDefinition, get_definition
+from sagas.models import Saga, SagaStep
+
+logger = logging.getLogger("shopflow.sagas")
+
+
+@dataclass(frozen=True)
+class Move:
+    saga_id: UUID
+    step_index: int
+    compensating: bool
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    result: dict[str, Any] | None = None
+    permanent_reason: str = ""
+    error: str = ""
+
+
+def saga_advance(saga_id: UUID) -> None:
+    """Make the saga's next move, if it has one that nobody else is making."""
+    move = _claim(saga_id)
+    if move is not None:
+        _record(move, _perform(move))
+
+
+def schedule_advance(saga: Saga, *, delay: float = 0.0) -> None:
+    """Ask for the saga's next move after commit; the watchdog covers a lost message."""
+    saga.wake_at = timezone.now() + timedelta(seconds=delay + settings.SAGA_WAKE_GRACE_SECONDS)
+    if delay > settings.SAGA_MAX_COUNTDOWN:
+        return  # a long wait stays a row for the watchdog, not a broker countdown (celery#2599)
+    from sagas.tasks import advance_saga
+
+    saga_id = saga.pk
+    transaction.on_commit(
+        lambda: advance_saga.apply_async((str(saga_id),), countdown=delay or None), robust=True
+    )
+
+
+def _backoff(attempt: int) -> float:
+    ceiling = min(settings.SAGA_BACKOFF_MAX, settings.SAGA_BACKOFF_BASE * 2 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _lease() -> timezone.datetime:
+    return timezone.now() + timedelta(seconds=settings.SAGA_STEP_LEASE_SECONDS)
+
+
+def _busy(step: SagaStep, now: timezone.datetime) -> bool:
+    """In flight elsewhere, or waiting out its backoff."""
+    if step.lease_expires_at and step.lease_expires_at > now:
+        return True
+    return bool(step.next_attempt_at and step.next_attempt_at > now)
+
+
+# --- claim -----------------------------------------------------------------------------
+
+
+def _claim(saga_id: UUID) -> Move | None:
+    with transaction.atomic():
+        saga = Saga.objects.select_for_update().filter(pk=saga_id).first()
+        if saga is None or saga.status not in Saga.ACTIVE:
+            return None
+        definition = get_definition(saga.definition)
+        if saga.status == Saga.Status.RUNNING:
+            return _claim_action(saga, definition)
+        return _claim_compensation(saga, definition)
+
+
+def _claim_action(saga: Saga, definition: SagaDefinition) -> Move | None:
+    now = timezone.now()
+    step = saga.steps.filter(index=saga.current_step).first()
+    in_doubt = step is not None and step.status == SagaStep.Status.RUNNING
+    if step is not None and _busy(step, now) and (in_doubt or not saga.cancel_requested):
+        return None
+    # A step whose worker died may have acted: run it again (idempotently) even
+    # when cancelled, so its effect is known and can be compensated.
+    if saga.cancel_requested and not in_doubt:
+        _start_compensation(saga)
+        return None
+    if step is None:
+        _complete(saga, definition)
+        return None
+    step.status = SagaStep.Status.RUNNING
+    step.attempts += 1
+    step.lease_expires_at = _lease()
+    step.next_attempt_at = None
+    step.started_at = step.started_at or now
+    step.save()
+    saga.wake_at = step.lease_expires_at
+    saga.save(update_fields=["wake_at", "updated_at"])
+    return Move(saga.pk, step.index, compensating=False, attempt=step.attempts)
+
+
+def _claim_compensation(saga: Saga, definition: SagaDefinition) -> Move | None:
+    undo = (SagaStep.Status.DONE, SagaStep.Status.COMPENSATING)
+    step = saga.steps.filter(status__in=undo).order_by("-index").first()
+    if step is None:
+        _finish_compensation(saga, definition)
+        return None
+    if _busy(step, timezone.now()):
+        return None
+    step.status = SagaStep.Status.COMPENSATING
+    step.compensation_attempts += 1
+    step.lease_expires_at = _lease()
+    step.next_attempt_at = None
+    step.save()
+    saga.wake_at = step.lease_expires_at
+    saga.save(update_fields=["wake_at", "updated_at"])
+    return Move(saga.pk, step.index, compensating=True, attempt=step.compensation_attempts)
+
+
+def _start_compensation(saga: Saga) -> None:
+    saga.status = Saga.Status.COMPENSATING
+    schedule_advance(saga)
+    saga.save()
+
+
+def _complete(saga: Saga, definition: SagaDefinition) -> None:
+    if not definition.on_completed(saga):
+        saga.cancel_requested = True
+        _start_compensation(saga)
+        return
+    saga.status = Saga.Status.COMPLETED
+    saga.wake_at = None
+    saga.finished_at = timezone.now()
+    saga.save()
+
+
+def _finish_compensation(saga: Saga, definition: SagaDefinition) -> None:
+    definition.on_compensated(saga)
+    saga.status = Saga.Status.COMPENSATED
+    saga.wake_at = None
+    saga.finished_at = timezone.now()
+    saga.save()
+
+
+# --- perform ---------------------------------------------------------------------------
+
+
+def _perform(move: Move) -> Outcome:
+    saga = Saga.objects.get(pk=move.saga_id)
+    step = get_definition(saga.definition).steps[move.step_index]
+    try:
+        if move.compensating:
+            step.compensation(saga)
+            return Outcome(ok=True)
+        return Outcome(ok=True, result=step.action(saga) or {})
+    except PermanentFailure as exc:
+        return Outcome(ok=False, permanent_reason=exc.reason, error=_describe(exc))
+    except Exception as exc:  # transient by default: retried, then given up with a reason
+        logger.warning("saga %s step %s failed: %s", move.saga_id, step.name, _describe(exc))
+        return Outcome(ok=False, error=_describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+# --- record ----------------------------------------------------------------------------
+
+
+def _record(move: Move, outcome: Outcome) -> None:
+    with transaction.atomic():
+        saga = Saga.objects.select_for_update().get(pk=move.saga_id)
+        step = saga.steps.get(index=move.step_index)
+        definition = get_definition(saga.definition)
+        if move.compensating:
+            if (
+                step.status == SagaStep.Status.COMPENSATING
+                and step.compensation_attempts == move.attempt
+            ):
+                _record_compensation(saga, step, outcome)
+        elif step.status == SagaStep.Status.RUNNING and step.attempts == move.attempt:
+            _record_action(saga, step, outcome, definition)
+
+
+def _record_action(
+    saga: Saga, step: SagaStep, outcome: Outcome, definition: SagaDefinition
+) -> None:
+    now = timezone.now()
+    step.lease_expires_at = None
+    spec = definition.steps[step.index]
+    limit = spec.max_attempts or settings.SAGA_MAX_ATTEMPTS
+    if outcome.ok:
+        step.status, step.result, step.finished_at = SagaStep.Status.DONE, outcome.result, now
+        saga.current_step = step.index + 1
+        if saga.cancel_requested:
+            saga.status = Saga.Status.COMPENSATING
+        schedule_advance(saga)
+    elif outcome.permanent_reason or step.attempts >= limit:
+        step.status, step.last_error, step.finished_at = SagaStep.Status.FAILED, outcome.error, now
+        saga.failure_reason = outcome.permanent_reason or spec.exhausted_reason
+        saga.last_error = outcome.error
+        saga.status = Saga.Status.COMPENSATING
+        schedule_advance(saga)
+    else:
+        delay = _backoff(step.attempts)
+        step.status, step.last_error = SagaStep.Status.PENDING, outcome.error
+        step.next_attempt_at = now + timedelta(seconds=delay)
+        schedule_advance(saga, delay=delay)
+    step.save()
+    saga.save()
+
+
+def _record_compensation(saga: Saga, step: SagaStep, outcome: Outcome) -> None:
+    step.lease_expires_at = None
+    if outcome.ok:
+        step.status, step.compensated_at = SagaStep.Status.COMPENSATED, timezone.now()
+        schedule_advance(saga)
+    elif step.compensation_attempts >= settings.SAGA_COMPENSATION_MAX_ATTEMPTS:
+        step.status, step.last_error = SagaStep.Status.COMPENSATION_FAILED, outcome.error
+        saga.status, saga.last_error, saga.wake_at = (
+            Saga.Status.COMPENSATION_FAILED,
+            f"compensating {step.name}: {outcome.error}",
+            None,
+        )
+    else:
+        delay = _backoff(step.compensation_attempts)
+        step.last_error = outcome.error
+        step.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+        schedule_advance(saga, delay=delay)
+    step.save()
+    saga.save()

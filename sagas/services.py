@@ -1,0 +1,91 @@
+"""Writes of the saga engine: start, cancel, and the operator's repairs."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from sagas.definitions import get_definition
+from sagas.engine import schedule_advance
+from sagas.models import Saga, SagaStep
+
+
+class SagaStateError(Exception):
+    """The saga is not in a state that allows this operation."""
+
+
+def saga_start(*, definition: str, key: str) -> Saga:
+    """Create the saga for `key` and ask for its first move; idempotent per key."""
+    steps = get_definition(definition).steps
+    with transaction.atomic():
+        saga, created = Saga.objects.get_or_create(definition=definition, key=key)
+        if created:
+            SagaStep.objects.bulk_create(
+                SagaStep(saga=saga, index=i, name=step.name) for i, step in enumerate(steps)
+            )
+            schedule_advance(saga)
+            saga.save(update_fields=["wake_at"])
+    return saga
+
+
+def saga_cancel(*, definition: str, key: str) -> Saga | None:
+    """Undo everything the saga did: at the next step boundary, or now if it completed."""
+    with transaction.atomic():
+        saga = Saga.objects.select_for_update().filter(definition=definition, key=key).first()
+        if saga is None or saga.status not in (Saga.Status.RUNNING, Saga.Status.COMPLETED):
+            return saga
+        saga.cancel_requested = True
+        if saga.status == Saga.Status.COMPLETED:
+            saga.status = Saga.Status.COMPENSATING
+        schedule_advance(saga)
+        saga.save()
+    return saga
+
+
+def saga_retry(*, saga_id: str) -> Saga:
+    """Retry a saga whose compensation failed, from the step that failed."""
+    with transaction.atomic():
+        saga = Saga.objects.select_for_update().get(pk=saga_id)
+        if saga.status != Saga.Status.COMPENSATION_FAILED:
+            raise SagaStateError(
+                f"only a saga whose compensation failed can be retried ({saga.status})"
+            )
+        saga.steps.filter(status=SagaStep.Status.COMPENSATION_FAILED).update(
+            status=SagaStep.Status.COMPENSATING,
+            compensation_attempts=0,
+            next_attempt_at=None,
+            lease_expires_at=None,
+        )
+        saga.status = Saga.Status.COMPENSATING
+        schedule_advance(saga)
+        saga.save()
+    return saga
+
+
+def saga_compensate_now(*, saga_id: str) -> Saga:
+    """Stop a running saga at its next step boundary and undo what it did."""
+    with transaction.atomic():
+        saga = Saga.objects.select_for_update().get(pk=saga_id)
+        if saga.status != Saga.Status.RUNNING:
+            raise SagaStateError(f"only a running saga can be compensated now ({saga.status})")
+        step = saga.steps.filter(index=saga.current_step).first()
+        spec = get_definition(saga.definition).steps
+        saga.failure_reason = spec[step.index].exhausted_reason if step else ""
+        saga.cancel_requested = True
+        schedule_advance(saga)
+        saga.save()
+    return saga
+
+
+def saga_mark_resolved(*, saga_id: str, note: str) -> Saga:
+    """Record that an operator settled a failed compensation by hand."""
+    if not note.strip():
+        raise SagaStateError("a resolution needs a note")
+    with transaction.atomic():
+        saga = Saga.objects.select_for_update().get(pk=saga_id)
+        if saga.status != Saga.Status.COMPENSATION_FAILED:
+            raise SagaStateError(f"only a failed compensation can be resolved ({saga.status})")
+        saga.resolution_note = note.strip()
+        saga.resolved_at = timezone.now()
+        saga.save()
+    return saga

@@ -1,0 +1,92 @@
+"""Writes of the shipping context: book, cancel, and apply the carrier's updates."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.db import connection, transaction
+
+from inventory.services import reservation_commit
+from orders.models import InvalidTransition
+from orders.services import order_mark_delivered, order_mark_shipped
+from outbox.services import events_record
+from shipping.carriers import CarrierRejected, get_carrier
+from shipping.events import ShipmentCancelled, ShipmentRejected, ShipmentScheduled
+from shipping.models import Shipment
+
+
+class UnknownTrackingNumber(LookupError):
+    """No shipment has this tracking number."""
+
+
+def _outside_transaction(action: str) -> None:
+    if connection.in_atomic_block:
+        raise RuntimeError(f"{action} calls the carrier and must not run in a transaction")
+
+
+def shipment_schedule(*, order_id: UUID, address: dict[str, Any], idempotency_key: str) -> Shipment:
+    """Book the order's shipment once (raises CarrierRejected / CarrierUnavailable)."""
+    _outside_transaction("shipment_schedule")
+    existing = Shipment.objects.filter(order_id=order_id).first()
+    if existing is not None:
+        return existing
+    try:
+        tracking = get_carrier().schedule(
+            order_id=order_id, address=address, idempotency_key=idempotency_key
+        )
+    except CarrierRejected as exc:
+        with transaction.atomic():
+            events_record([ShipmentRejected(order_id=order_id, reason=str(exc))])
+        raise
+    with transaction.atomic():
+        shipment, created = Shipment.objects.get_or_create(
+            order_id=order_id,
+            defaults={"tracking_number": tracking, "idempotency_key": idempotency_key},
+        )
+        if created:
+            events_record([ShipmentScheduled(order_id=order_id, tracking_number=tracking)])
+    return shipment
+
+
+def shipment_cancel(*, order_id: UUID) -> Shipment | None:
+    """Call off a scheduled shipment; anything else is left as it is."""
+    _outside_transaction("shipment_cancel")
+    shipment = Shipment.objects.filter(order_id=order_id).first()
+    if shipment is None or shipment.status != Shipment.Status.SCHEDULED:
+        return shipment
+    get_carrier().cancel(tracking_number=shipment.tracking_number)
+    with transaction.atomic():
+        shipment = Shipment.objects.select_for_update().get(pk=shipment.pk)
+        if shipment.status == Shipment.Status.SCHEDULED:
+            shipment.status = Shipment.Status.CANCELLED
+            shipment.raise_event(
+                ShipmentCancelled(order_id=order_id, tracking_number=shipment.tracking_number)
+            )
+            shipment.save()
+    return shipment
+
+
+def shipment_advance(*, tracking_number: str, status: str) -> Shipment:
+    """Apply a carrier update (`shipped` or `delivered`) to the shipment and its order.
+
+    Shipping commits the order's reservation: the units leave `on_hand`.
+    Raises UnknownTrackingNumber, or InvalidTransition for a status the
+    shipment (or its order) cannot take.
+    """
+    with transaction.atomic():
+        shipment = (
+            Shipment.objects.select_for_update().filter(tracking_number=tracking_number).first()
+        )
+        if shipment is None:
+            raise UnknownTrackingNumber(tracking_number)
+        if status not in Shipment.CARRIER_TRANSITIONS[shipment.status]:
+            raise InvalidTransition(shipment.status, status)
+        shipment.status = status
+        shipment.save(update_fields=["status", "updated_at"])
+        if status == Shipment.Status.SHIPPED:
+            order_mark_shipped(order_id=shipment.order_id)
+            reservation_commit(order_id=shipment.order_id)
+        else:
+            order_mark_delivered(order_id=shipment.order_id)
+    return shipment
