@@ -9,4 +9,5 @@ urlpatterns = [
     path("auth/token/", TokenApi.as_view(), name="auth-token"),
     path("products/", include("inventory.api.urls")),
     path("orders/", include("orders.api.urls")),
+    path("shipping/", include("shipping.api.urls")),
 ]
