@@ -102,7 +102,11 @@ STATIC_ROOT = VAR_DIR / "static"
 BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS = (
-    {"data_folder_in": str(BROKER_DIR), "data_folder_out": str(BROKER_DIR)}
+    {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "control_folder": str(BROKER_DIR / "control"),
+    }
     if CELERY_BROKER_URL.startswith("filesystem")
     else {}
 )
