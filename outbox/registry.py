@@ -27,6 +27,8 @@ class EventContext:
 
 
 HandlerFunc = Callable[[DomainEvent, EventContext], None]
+# Called after a failed attempt has been rolled back: (event, context, error, dead).
+FailureHook = Callable[[DomainEvent, EventContext, BaseException, bool], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Handler:
     queue: str = "events"
     max_attempts: int | None = None
     replayable: bool = False
+    on_failure: FailureHook | None = None
 
     def __call__(self, event: DomainEvent, context: EventContext) -> None:
         self.func(event, context)
@@ -57,11 +60,14 @@ def subscribe(
     queue: str = "events",
     max_attempts: int | None = None,
     replayable: bool = False,
+    on_failure: FailureHook | None = None,
 ) -> Callable[[HandlerFunc], HandlerFunc]:
     """Register the decorated function as a handler of the given event types.
 
     `replayable` marks a projection that may run again for an event it already
     handled (`replay_outbox --reprocess`); leave it off for anything with side effects.
+    `on_failure` runs, in its own transaction, after a failed attempt was rolled
+    back, so a handler can leave a visible trace of the failure.
     """
     wire_names = frozenset(t if isinstance(t, str) else t.name for t in event_types)
     if not wire_names:
@@ -73,7 +79,7 @@ def subscribe(
         if existing is not None and existing.func.__qualname__ != func.__qualname__:
             raise TypeError(f"handler name {handler_name!r} is taken")
         _HANDLERS[handler_name] = Handler(
-            handler_name, func, wire_names, queue, max_attempts, replayable
+            handler_name, func, wire_names, queue, max_attempts, replayable, on_failure
         )
         return func
 
