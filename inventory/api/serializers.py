@@ -28,8 +28,9 @@ class ProductOutput(serializers.Serializer):
 
 
 class StaffProductOutput(ProductOutput):
-    on_hand = serializers.IntegerField()
-    reserved = serializers.IntegerField()
+    # Not `required`: the schema then says what customers see lacks them.
+    on_hand = serializers.IntegerField(required=False, help_text="Staff only.")
+    reserved = serializers.IntegerField(required=False, help_text="Staff only.")
 
 
 class ProductCreateInput(serializers.Serializer):

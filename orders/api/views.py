@@ -10,7 +10,12 @@ import django_filters
 from django.db.models import QuerySet
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.renderers import JSONRenderer
@@ -93,6 +98,9 @@ def _response(stored: StoredResponse, replayed: bool) -> Response:
     return Response(json.loads(stored.body), status=stored.status, headers=headers)
 
 
+@extend_schema_view(
+    get=extend_schema(description="Your orders (all orders for staff), newest first."),
+)
 class OrderListApi(generics.ListAPIView):
     """`GET` lists orders (own, or all for staff), newest first; `POST` places one."""
 
@@ -108,6 +116,8 @@ class OrderListApi(generics.ListAPIView):
         return OrderOutput if self.request.method == "GET" else OrderPlaceInput
 
     @extend_schema(
+        description="Place an order, priced from the catalog; the fulfilment saga decides "
+        "stock, payment and shipping after the response.",
         request=OrderPlaceInput,
         responses={201: OrderOutput, **{code: ERRORS[code] for code in (400, 409, 422)}},
         parameters=[IDEMPOTENCY_KEY],

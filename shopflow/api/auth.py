@@ -87,7 +87,7 @@ class TokenApi(APIView):
     def post(self, request: Request) -> Response:
         payload = TokenInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        user = authenticate(request=request._request, **payload.validated_data)
+        user = authenticate(request=request, **payload.validated_data)
         if user is None:
             raise serializers.ValidationError(
                 {"non_field_errors": ["Unable to log in with provided credentials."]}
