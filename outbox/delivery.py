@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from pydantic import ValidationError
 
 from outbox.events import DomainEvent, UnknownEventType
 from outbox.metrics import DELIVERIES
@@ -79,7 +80,9 @@ def delivery_process(delivery: Delivery) -> Outcome:
     try:
         handler = get_handler(delivery.handler)
         event = delivery.event.to_event()
-    except (UnknownHandler, UnknownEventType) as exc:
+    except (UnknownHandler, UnknownEventType, ValidationError) as exc:
+        # A payload that no longer decodes fails the same way every time: left
+        # to raise, it would be re-leased and re-sent forever without an attempt.
         outcome = _fail(delivery, exc, permanent=True)
     else:
         outcome = _run(delivery, handler, event)

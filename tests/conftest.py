@@ -1,4 +1,4 @@
-"""Shared fixtures: real Celery worker processes against the test database and Redis."""
+"""Shared fixtures: real Celery worker and beat processes against the test database and Redis."""
 
 from __future__ import annotations
 
@@ -6,44 +6,78 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
-class WorkerProcess:
-    """A `celery worker` subprocess on the test database and broker."""
+class CeleryProcess:
+    """A `celery` subprocess on the test database and broker, logging to var/."""
 
-    def __init__(self, env: dict[str, str], concurrency: int, queues: str) -> None:
-        self.log = ROOT / "var" / f"test-worker-{os.getpid()}-{time.monotonic_ns()}.log"
+    ready_marker = ""
+
+    def __init__(self, env: dict[str, str], args: list[str]) -> None:
+        stem = f"test-{type(self).__name__.lower()}-{os.getpid()}-{time.monotonic_ns()}"
+        self.log = ROOT / "var" / f"{stem}.log"
         self.log.parent.mkdir(exist_ok=True)
-        cmd = [
-            sys.executable, "-m", "celery", "-A", "shopflow", "worker",
-            "-Q", queues, "--concurrency", str(concurrency), "--pool", "prefork",
-            "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-n", f"test-{time.monotonic_ns()}@%h",
-        ]  # fmt: skip
+        cmd = [sys.executable, "-m", "celery", "-A", "shopflow", *args, "--loglevel", "INFO"]
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT
         )
-        self._wait_ready()
 
-    def _wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Block until the process logs that it is ready."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if "ready." in self.log.read_text():
+            if self.ready_marker in self.log.read_text():
                 return
             if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.1)
-        raise RuntimeError(f"worker not ready:\n{self.log.read_text()[-3000:]}")
+                raise RuntimeError(f"{self.proc.args} exited early:\n{self.log_tail()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.proc.args} not ready:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text()[-chars:]
+
+    def terminate(self) -> None:
+        """Ask for a warm shutdown without waiting for it."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        self.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class WorkerProcess(CeleryProcess):
+    """A `celery worker` subprocess (prefork pool) on the test database and broker."""
+
+    ready_marker = "ready."
+
+    def __init__(
+        self, env: dict[str, str], concurrency: int, queues: str, *, wait: bool = True
+    ) -> None:
+        super().__init__(env, [
+            "worker", "-Q", queues, "--concurrency", str(concurrency), "--pool", "prefork",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "-n", f"test-{time.monotonic_ns()}@%h",
+        ])  # fmt: skip
+        if wait:
+            self.wait_ready()
 
     def pool_pids(self) -> list[int]:
         """PIDs of the prefork pool's child processes."""
@@ -52,19 +86,41 @@ class WorkerProcess:
         ).stdout
         return [int(p) for p in out.split()]
 
+
+class BeatProcess(CeleryProcess):
+    """A `celery beat` subprocess: sends `drain_outbox` every OUTBOX_POLL_INTERVAL seconds.
+
+    Retries (a delivery waiting out its backoff) and expired leases are only
+    picked up by a drain that nobody woke, so tests of those need the beat.
+    """
+
+    ready_marker = "beat: Starting..."
+
+    def __init__(self, env: dict[str, str]) -> None:
+        schedule = ROOT / "var" / f"test-beat-schedule-{os.getpid()}-{time.monotonic_ns()}"
+        self.schedule = schedule
+        super().__init__(env, ["beat", "--schedule", str(schedule), "--max-interval", "1"])
+
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().stop()
+        for path in self.schedule.parent.glob(f"{self.schedule.name}*"):
+            path.unlink(missing_ok=True)
 
 
 @pytest.fixture
 def redis_client() -> redis.Redis:
     return redis.Redis.from_url(settings.CELERY_BROKER_URL)
+
+
+def redis_wipe(client: redis.Redis) -> None:
+    """Lose everything Redis holds: FLUSHALL, or FLUSHDB when SHOPFLOW_TEST_REDIS_FLUSH=flushdb.
+
+    Use flushdb on a shared machine, so others' Redis databases survive your run.
+    """
+    if os.environ.get("SHOPFLOW_TEST_REDIS_FLUSH", "flushall").lower() == "flushdb":
+        client.flushdb()
+    else:
+        client.flushall()
 
 
 @pytest.fixture
@@ -82,29 +138,68 @@ def worker_env() -> dict[str, str]:
         OUTBOX_LEASE_SECONDS=str(settings.OUTBOX_LEASE_SECONDS),
         OUTBOX_BACKOFF_BASE=str(settings.OUTBOX_BACKOFF_BASE),
         OUTBOX_BACKOFF_MAX=str(settings.OUTBOX_BACKOFF_MAX),
+        # The beat schedule is built from this in shopflow.settings, before
+        # tests.settings overrides it, so it has to come through the environment.
+        OUTBOX_POLL_INTERVAL=str(settings.OUTBOX_POLL_INTERVAL),
         PYTHONUNBUFFERED="1",
     )
     return env
 
 
 @pytest.fixture
-def start_worker(
-    transactional_db: None, worker_env: dict[str, str], redis_client: redis.Redis
-) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start real Celery workers; each is stopped when the test ends."""
+def celery_processes(
+    transactional_db: None, redis_client: redis.Redis
+) -> Iterator[list[CeleryProcess]]:
+    """Celery subprocesses of one test, on an empty broker db; all stopped at its end."""
     redis_client.flushdb()
-    workers: list[WorkerProcess] = []
+    processes: list[CeleryProcess] = []
+    yield processes
+    for process in processes:  # all at once: a warm shutdown takes seconds each
+        process.terminate()
+    for process in processes:
+        process.stop()
+    redis_client.flushdb()
+
+
+@pytest.fixture
+def start_worker(
+    celery_processes: list[CeleryProcess], worker_env: dict[str, str]
+) -> Callable[..., WorkerProcess]:
+    """Start real Celery workers (and, with `beat=True`, a beat); stopped when the test ends."""
 
     def start(concurrency: int = 2, queues: str = "outbox,events,saga,notifications",
-              **extra_env: str) -> WorkerProcess:  # fmt: skip
-        worker = WorkerProcess({**worker_env, **extra_env}, concurrency, queues)
-        workers.append(worker)
+              beat: bool = False, **extra_env: str) -> WorkerProcess:  # fmt: skip
+        env = {**worker_env, **extra_env}
+        worker = WorkerProcess(env, concurrency, queues, wait=False)
+        celery_processes.append(worker)
+        if beat:
+            celery_processes.append(BeatProcess(env))
+        for process in celery_processes:
+            process.wait_ready()
         return worker
 
-    yield start
-    for worker in workers:
-        worker.stop()
-    redis_client.flushdb()
+    return start
+
+
+@pytest.fixture
+def start_workers(
+    celery_processes: list[CeleryProcess], worker_env: dict[str, str]
+) -> Callable[..., list[WorkerProcess]]:
+    """Start `count` workers side by side (and a beat with `beat=True`); stopped at the end."""
+
+    def start(count: int, concurrency: int = 2, beat: bool = False,
+              **extra_env: str) -> list[WorkerProcess]:  # fmt: skip
+        env = {**worker_env, **extra_env}
+        queues = "outbox,events,saga,notifications"
+        workers = [WorkerProcess(env, concurrency, queues, wait=False) for _ in range(count)]
+        celery_processes.extend(workers)
+        if beat:
+            celery_processes.append(BeatProcess(env))
+        for process in celery_processes:
+            process.wait_ready()
+        return workers
+
+    return start
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 30, interval: float = 0.05) -> bool:
@@ -115,3 +210,37 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30, interval: flo
             return True
         time.sleep(interval)
     return predicate()
+
+
+def run_concurrently(count: int, func: Callable[[], T], timeout: float = 60) -> list[T]:
+    """Run `func` in `count` threads released together by a barrier; their results.
+
+    Each thread has its own database connection (Django's are per thread) and
+    closes it when done; an exception in any thread is raised here.
+    """
+    barrier = threading.Barrier(count)
+    results: list[T] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        try:
+            barrier.wait(timeout=timeout)
+            result = func()
+            with lock:
+                results.append(result)
+        except BaseException as exc:
+            with lock:
+                errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    if errors:
+        raise errors[0]
+    assert len(results) == count, "a thread did not finish in time"
+    return results

@@ -17,3 +17,5 @@ class ProbeHappened(DomainEvent):
     fail_times: int = 0
     # The handler sleeps this long before it records its effect.
     delay_ms: int = 0
+    # The handler fails while a `ProbeSwitch` with this name exists.
+    fail_while: str = ""

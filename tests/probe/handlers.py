@@ -3,16 +3,24 @@
 import os
 import time
 
+from django.core.cache import cache
+
 from outbox.registry import EventContext, subscribe
 from tests.probe.events import ProbeHappened
-from tests.probe.models import ProbeRecord
+from tests.probe.models import ProbeRecord, ProbeSwitch
+
+# Cache key a sleeping handler announces its process under, so a test can kill it.
+SLEEPING_KEY = "probe:sleeping:{handler}:{event_id}"
 
 
 def _record(handler: str, event: ProbeHappened, context: EventContext) -> None:
     if event.delay_ms:
+        cache.set(SLEEPING_KEY.format(handler=handler, event_id=context.event_id), os.getpid(), 60)
         time.sleep(event.delay_ms / 1000)
     if context.attempt <= event.fail_times:
         raise RuntimeError(f"probe failure on attempt {context.attempt}")
+    if _switched_on(handler, event):
+        raise RuntimeError(f"probe switch {event.fail_while!r} is on")
     ProbeRecord.objects.create(
         handler=handler,
         aggregate=event.aggregate,
@@ -21,6 +29,13 @@ def _record(handler: str, event: ProbeHappened, context: EventContext) -> None:
         attempt=context.attempt,
         pid=os.getpid(),
     )
+
+
+def _switched_on(handler: str, event: ProbeHappened) -> bool:
+    if not event.fail_while:
+        return False
+    switches = ProbeSwitch.objects.filter(name=event.fail_while, handler__in=("", handler))
+    return switches.exists()
 
 
 @subscribe(ProbeHappened, name="probe.record", max_attempts=4)
