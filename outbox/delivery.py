@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -114,18 +113,30 @@ def _run(delivery: Delivery, handler: Handler, event: DomainEvent) -> Outcome:
     return Outcome("done")
 
 
+_MARK_DONE_SQL = (
+    f"UPDATE {Delivery._meta.db_table}"
+    " SET status = %s, attempts = attempts + 1, done_at = %s, lease_id = NULL,"
+    " lease_expires_at = NULL WHERE id = %s AND status = %s AND lease_id "
+)
+
+
 def _mark_done(delivery: Delivery) -> bool:
-    return bool(
-        Delivery.objects.filter(
-            pk=delivery.pk, status=Delivery.Status.PENDING, lease_id=delivery.lease_id
-        ).update(
-            status=Delivery.Status.DONE,
-            attempts=F("attempts") + 1,
-            done_at=timezone.now(),
-            lease_id=None,
-            lease_expires_at=None,
-        )
-    )
+    # Raw SQL: building the same UPDATE through the ORM costs more CPU than running it.
+    fields = Delivery._meta
+    params = [
+        Delivery.Status.DONE.value,
+        fields.get_field("done_at").get_db_prep_value(timezone.now(), connection),
+        delivery.pk,
+        Delivery.Status.PENDING.value,
+    ]
+    if delivery.lease_id is None:
+        sql = _MARK_DONE_SQL + "IS NULL"
+    else:
+        sql = _MARK_DONE_SQL + "= %s"
+        params.append(fields.get_field("lease_id").get_db_prep_value(delivery.lease_id, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount == 1
 
 
 def _fail(
