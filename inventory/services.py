@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from uuid import UUID
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from inventory.events import (
@@ -83,37 +83,57 @@ def reservation_create(*, order_id: UUID, lines: Mapping[str, int]) -> Reservati
     # A non-positive quantity would pass the availability check and lower `reserved`.
     if not lines or any(quantity <= 0 for quantity in lines.values()):
         raise ValueError("a reservation needs at least one line, each with a positive quantity")
-    shortages: list[Shortage] = []
     with transaction.atomic():
+        reservation = _claim_reservation(order_id)
+        if reservation is None:
+            return Reservation.objects.get(order_id=order_id)
         products = _lock_products(lines)
-        existing = Reservation.objects.filter(order_id=order_id).first()
-        if existing is not None:
-            return existing
-        for sku, quantity in sorted(lines.items()):
-            product = products.get(sku)
-            available = product.available if product and product.active else 0
-            if quantity > available:
-                shortages.append(Shortage(sku=sku, requested=quantity, available=available))
+        shortages = _shortages(products, lines)
         if shortages:
+            reservation.delete()
             events_record([ReservationRejected(order_id=order_id, shortages=tuple(shortages))])
         else:
-            reservation = _reserve(order_id, products, lines)
+            _reserve(reservation, products, lines)
     if shortages:
         raise InsufficientStock(shortages)
     return reservation
 
 
-def _reserve(order_id: UUID, products: dict[str, Product], lines: Mapping[str, int]) -> Reservation:
-    reservation = Reservation(order_id=order_id)
+def _claim_reservation(order_id: UUID) -> Reservation | None:
+    """Insert the order's reservation row, or None if the order already has one.
+
+    Inserted before any stock lock: a concurrent call for the same order waits
+    on the unique index, then finds this one, whatever SKUs either asked for.
+    """
+    try:
+        with transaction.atomic():
+            return Reservation.objects.create(order_id=order_id)
+    except IntegrityError:
+        return None
+
+
+def _shortages(products: dict[str, Product], lines: Mapping[str, int]) -> list[Shortage]:
+    shortages = []
+    for sku, quantity in sorted(lines.items()):
+        product = products.get(sku)
+        available = product.available if product and product.active else 0
+        if quantity > available:
+            shortages.append(Shortage(sku=sku, requested=quantity, available=available))
+    return shortages
+
+
+def _reserve(
+    reservation: Reservation, products: dict[str, Product], lines: Mapping[str, int]
+) -> None:
     for sku, quantity in lines.items():
         Product.objects.filter(pk=products[sku].pk).update(reserved=F("reserved") + quantity)
-    reservation.raise_event(StockReserved(order_id=order_id, lines=_stock_lines(lines)))
-    reservation.save()
     ReservationLine.objects.bulk_create(
         ReservationLine(reservation=reservation, product=products[sku], quantity=quantity)
         for sku, quantity in lines.items()
     )
-    return reservation
+    event = StockReserved(order_id=reservation.order_id, lines=_stock_lines(lines))
+    reservation.raise_event(event)
+    reservation.save(update_fields=["updated_at"])
 
 
 def _stock_lines(lines: Mapping[str, int]) -> tuple[StockLine, ...]:

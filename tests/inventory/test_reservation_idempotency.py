@@ -131,6 +131,21 @@ class TestAtTheSameTime:
         assert stock(sku) == (100, 2 * self.ORDERS)
         assert all(events(o, "inventory.reserved") == 1 for o in order_ids)
 
+    def test_two_threads_reserving_different_skus_for_one_order_make_one_reservation(self):
+        # given: the two calls share no stock row, so only the order can serialise them
+        a, b = ProductFactory(on_hand=10).sku, ProductFactory(on_hand=10).sku
+        order_ids = [uuid.uuid4() for _ in range(self.ORDERS)]
+        # when
+        outcomes = race(
+            [lambda o=o, sku=sku: reservation_create(order_id=o, lines={sku: 1})
+             for o in order_ids for sku in (a, b)]
+        )  # fmt: skip
+        # then
+        assert errors(outcomes) == []
+        assert Reservation.objects.count() == self.ORDERS
+        assert stock(a)[1] + stock(b)[1] == self.ORDERS
+        assert all(events(o, "inventory.reserved") == 1 for o in order_ids)
+
     def test_two_threads_releasing_the_same_order_give_the_units_back_once(self):
         # given
         sku, order_ids = ProductFactory(on_hand=100).sku, [uuid.uuid4() for _ in range(self.ORDERS)]
