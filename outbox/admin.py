@@ -37,6 +37,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     """No add, change or delete; actions need the model's change permission."""
 
     show_full_result_count = False  # a COUNT(*) over the whole outbox on every page is costly
+    ordering = ("-id",)  # newest first
 
     def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False

@@ -11,7 +11,10 @@ aggregate, retries) and the inbox decides what runs:
 - a pending delivery is already on its way and is left alone.
 
 Every change is a single UPDATE or INSERT guarded by the status it expects, so
-a replay may run while relays and workers are busy. A projection rebuild is
+a replay may run while relays and workers are busy. A handler takes an
+aggregate's deliveries in delivery-id order, so a delivery created now for an
+old event runs after that handler's still-unfinished deliveries of the same
+aggregate; requeued and reprocessed rows keep their place. A projection rebuild is
 `events_replay(EventSelection(types=...), handler="<projection>", reprocess=True)`.
 """
 

@@ -70,7 +70,7 @@ def test_drain_outbox_with_nothing_due_publishes_nothing():
     assert output.strip() == "published 0 deliveries; 0 pending, 0 dead"
 
 
-@pytest.mark.parametrize("interval", ["0", "-1", "soon", "nan"])
+@pytest.mark.parametrize("interval", ["0", "-1", "soon", "nan", "inf"])
 def test_drain_outbox_refuses_an_interval_that_is_not_a_positive_number(interval):
     # given
     record(ProbeHappened(aggregate="a1", seq=1))
