@@ -86,6 +86,11 @@ class WorkerProcess(CeleryProcess):
         ).stdout
         return [int(p) for p in out.split()]
 
+    def tasks_succeeded(self, name: str) -> int:
+        """How many `name` tasks this worker has logged as succeeded."""
+        lines = self.log.read_text().splitlines()
+        return sum(1 for line in lines if f"Task {name}[" in line and " succeeded in " in line)
+
 
 class BeatProcess(CeleryProcess):
     """A `celery beat` subprocess: sends `drain_outbox` every OUTBOX_POLL_INTERVAL seconds.
