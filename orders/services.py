@@ -38,6 +38,9 @@ def order_place(
     shipping_address: dict[str, str],
 ) -> Order:
     """Record a new pending order priced from the catalog; the saga does the rest."""
+    skus = [ln.sku for ln in lines]
+    if not lines or len(set(skus)) != len(skus) or any(ln.quantity <= 0 for ln in lines):
+        raise ValueError("an order needs lines with distinct SKUs and positive quantities")
     products = {p.sku: p for p in Product.objects.filter(sku__in=[ln.sku for ln in lines])}
     missing = [ln.sku for ln in lines if ln.sku not in products or not products[ln.sku].active]
     if missing:
