@@ -107,18 +107,18 @@ def _wake_relay_on_commit() -> None:
 def deliveries_requeue(
     deliveries: Iterable[Delivery] | None = None, *, ids: Iterable[int] = ()
 ) -> int:
-    """Make dead (or stuck) deliveries due now with a fresh attempt count."""
+    """Make dead letters due now with a fresh attempt count.
+
+    Only dead rows: a pending one is already on its way (or waiting out its
+    backoff), and resetting it would waste its message and its attempt count.
+    """
     pks = {d.pk for d in deliveries or ()} | set(ids)
-    count = (
-        Delivery.objects.filter(pk__in=pks)
-        .exclude(status=Delivery.Status.DONE)
-        .update(
-            status=Delivery.Status.PENDING,
-            attempts=0,
-            next_attempt_at=timezone.now(),
-            lease_id=None,
-            lease_expires_at=None,
-        )
+    count = Delivery.objects.filter(pk__in=pks, status=Delivery.Status.DEAD).update(
+        status=Delivery.Status.PENDING,
+        attempts=0,
+        next_attempt_at=timezone.now(),
+        lease_id=None,
+        lease_expires_at=None,
     )
     _nudge_now(count)
     return count
