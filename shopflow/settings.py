@@ -126,6 +126,7 @@ CELERY_TASK_ROUTES = {
     "outbox.deliver": {"queue": "events"},
     "sagas.advance": {"queue": "saga"},
     "sagas.watchdog": {"queue": "saga"},
+    "shipping.sandbox_advance": {"queue": "events"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
@@ -189,12 +190,19 @@ SHIPPING_CARRIER = env.str("SHIPPING_CARRIER", default="shipping.carriers.sandbo
 # Seconds each sandbox call takes, to open windows for tests and demos.
 PAYMENT_SANDBOX_DELAY_SECONDS = env.float("PAYMENT_SANDBOX_DELAY_SECONDS", default=0.0)
 SHIPPING_SANDBOX_DELAY_SECONDS = env.float("SHIPPING_SANDBOX_DELAY_SECONDS", default=0.0)
+# Demo mode: the sandbox carrier ships a booked parcel, then delivers it, after these
+# many seconds, through the same service as the webhook. Off by default.
+SHIPPING_SANDBOX_AUTO_ADVANCE = env.bool("SHIPPING_SANDBOX_AUTO_ADVANCE", default=False)
+SHIPPING_SANDBOX_SHIP_AFTER = env.float("SHIPPING_SANDBOX_SHIP_AFTER", default=30.0)
+SHIPPING_SANDBOX_DELIVER_AFTER = env.float("SHIPPING_SANDBOX_DELIVER_AFTER", default=60.0)
 
 CELERY_BEAT_SCHEDULE = {
     "drain-outbox": {"task": "outbox.drain_outbox", "schedule": OUTBOX_POLL_INTERVAL},
     "purge-outbox": {"task": "outbox.purge_outbox", "schedule": 3600.0},
     "saga-watchdog": {"task": "sagas.watchdog", "schedule": SAGA_WATCHDOG_INTERVAL},
 }
+if SHIPPING_SANDBOX_AUTO_ADVANCE:
+    CELERY_BEAT_SCHEDULE["sandbox-carrier"] = {"task": "shipping.sandbox_advance", "schedule": 5.0}
 
 # --- Metrics ----------------------------------------------------------------------
 # Web, worker and beat are separate processes: in prometheus_client's multiprocess mode

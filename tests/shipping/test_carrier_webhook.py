@@ -93,3 +93,18 @@ def test_delivered_after_shipped_delivers_the_order(shipment):
 def test_malformed_signed_body_is_400(shipment, body):
     assert post(body).status_code == 400
     assert not CarrierWebhookEvent.objects.exists()
+
+
+def test_sandbox_carrier_advances_shipments_by_itself_when_enabled(shipment, settings):
+    from shipping.tasks import sandbox_advance
+
+    settings.SHIPPING_SANDBOX_AUTO_ADVANCE = False
+    assert sandbox_advance() == 0
+    settings.SHIPPING_SANDBOX_AUTO_ADVANCE = True
+    settings.SHIPPING_SANDBOX_SHIP_AFTER = 0
+    settings.SHIPPING_SANDBOX_DELIVER_AFTER = 3600
+    assert sandbox_advance() == 1
+    assert Order.objects.get(pk=shipment.order_id).status == "shipped"
+    settings.SHIPPING_SANDBOX_DELIVER_AFTER = 0
+    assert sandbox_advance() == 1
+    assert Order.objects.get(pk=shipment.order_id).status == "delivered"
