@@ -107,10 +107,27 @@ def _run(delivery: Delivery, handler: Handler, event: DomainEvent) -> Outcome:
             with caused_by(context.event_id, row.headers.get("correlation_id") or context.event_id):
                 handler(event, context)
     except DeadLetter as exc:
-        return _fail(delivery, exc, permanent=True)
+        failure, outcome = exc, _fail(delivery, exc, permanent=True)
     except Exception as exc:
-        return _fail(delivery, exc, permanent=False, max_attempts=handler.max_attempts)
-    return Outcome("done")
+        failure = exc
+        outcome = _fail(delivery, exc, permanent=False, max_attempts=handler.max_attempts)
+    else:
+        return Outcome("done")
+    _after_failure(handler, event, context, failure, outcome)
+    return outcome
+
+
+def _after_failure(
+    handler: Handler, event: DomainEvent, context: EventContext, exc: Exception, outcome: Outcome
+) -> None:
+    """Let the handler leave a trace of a failed attempt; its own error is only logged."""
+    if handler.on_failure is None or outcome.status == "skipped":
+        return
+    try:
+        with transaction.atomic():
+            handler.on_failure(event, context, exc, outcome.status == "dead")
+    except Exception:
+        logger.exception("on_failure hook of %s failed", handler.name)
 
 
 _MARK_DONE_SQL = (

@@ -40,6 +40,8 @@ INSTALLED_APPS = [
     "payments",
     "shipping",
     "sagas",
+    "notifications",
+    "analytics",
 ]
 
 MIDDLEWARE = [

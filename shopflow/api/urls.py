@@ -10,4 +10,5 @@ urlpatterns = [
     path("products/", include("inventory.api.urls")),
     path("orders/", include("orders.api.urls")),
     path("shipping/", include("shipping.api.urls")),
+    path("analytics/", include("analytics.api.urls")),
 ]

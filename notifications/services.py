@@ -1,0 +1,118 @@
+"""Compose and send the customer's e-mails about their order."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.db.models import F
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from notifications.models import Notification
+from orders.models import Order
+from payments.models import Payment
+from shipping.models import Shipment
+
+# What a failed order means for the customer's money, in plain language.
+FAILURE_EXPLANATIONS = {
+    "insufficient_stock": "Some items in your order are out of stock.",
+    "payment_declined": "Your payment method was declined.",
+    "payment_unavailable": "We could not reach the payment provider.",
+    "shipping_unavailable": "Our carrier cannot deliver to your address.",
+}
+
+
+def _money_note(payment: Payment | None) -> str:
+    """What happens to the customer's money, for a cancelled or failed order."""
+    if payment is None or payment.status == Payment.Status.DECLINED:
+        return "You have not been charged."
+    if payment.status == Payment.Status.PENDING:
+        return "If any amount was charged, it will be refunded in full."
+    tense = "has been" if payment.status == Payment.Status.REFUNDED else "is being"
+    return (
+        f"The {payment.amount} {payment.currency} you paid {tense} refunded "
+        "to your original payment method."
+    )
+
+
+def _context(order: Order) -> dict[str, Any]:
+    payment = Payment.objects.filter(order_id=order.id).first()
+    shipment = Shipment.objects.filter(order_id=order.id).first()
+    return {
+        "order": order,
+        "items": list(order.items.all()),
+        "payment": payment,
+        "shipment": shipment,
+        "failure_explanation": FAILURE_EXPLANATIONS.get(order.failure_reason, ""),
+        "money_note": _money_note(payment),
+    }
+
+
+def notification_compose(*, kind: str, order: Order) -> EmailMultiAlternatives:
+    """The e-mail of `kind` about `order`, in text and HTML."""
+    context = _context(order)
+    base = f"notifications/email/{kind}"
+    subject = " ".join(render_to_string(f"{base}_subject.txt", context).split())
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=render_to_string(f"{base}.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[order.customer.email],
+    )
+    message.attach_alternative(render_to_string(f"{base}.html", context), "text/html")
+    return message
+
+
+def notification_send(*, event_id: UUID, kind: str, order_id: UUID, attempt: int) -> Notification:
+    """Send the e-mail for (event, kind) unless it went out already.
+
+    Runs in the delivery's transaction; the unique (event, kind) row, locked
+    here, is what stops a redelivered or replayed event from e-mailing twice.
+    An SMTP error propagates, so the outbox retries and in the end dead-letters.
+    """
+    order = Order.objects.select_related("customer").get(pk=order_id)
+    notification, _ = Notification.objects.select_for_update().get_or_create(
+        event_id=event_id, kind=kind, defaults={"order_id": order_id, "status": "failed"}
+    )
+    if notification.status != Notification.Status.FAILED:
+        return notification
+    message = notification_compose(kind=kind, order=order)
+    if order.customer.email:
+        message.send()
+    notification.recipient = order.customer.email
+    notification.subject = message.subject[:200]
+    notification.status = (
+        Notification.Status.SENT if order.customer.email else Notification.Status.SKIPPED
+    )
+    notification.attempts = attempt
+    notification.error = ""
+    notification.sent_at = timezone.now()
+    notification.save()
+    return notification
+
+
+def notification_record_failure(
+    *, event_id: UUID, kind: str, order_id: UUID, attempt: int, error: str
+) -> None:
+    """Show a failed send on the record (the send's own transaction was rolled back)."""
+    notification, _ = Notification.objects.get_or_create(
+        event_id=event_id, kind=kind, defaults={"order_id": order_id, "status": "failed"}
+    )
+    if notification.status == Notification.Status.FAILED:
+        Notification.objects.filter(pk=notification.pk).update(attempts=attempt, error=error[:2000])
+
+
+def notification_resend(*, notification: Notification, by: Any) -> Notification:
+    """Send a notification's e-mail again, on an operator's explicit request."""
+    order = Order.objects.select_related("customer").get(pk=notification.order_id)
+    notification_compose(kind=notification.kind, order=order).send()
+    with transaction.atomic():
+        Notification.objects.filter(pk=notification.pk).update(
+            resent_count=F("resent_count") + 1, last_resent_at=timezone.now(), last_resent_by=by
+        )
+    notification.refresh_from_db()
+    return notification
