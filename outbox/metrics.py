@@ -7,9 +7,11 @@ its own files there (named by pid), and `scrape()` adds every file up. Gauges
 read from the database (backlog, lag, dead letters) are collected at scrape
 time in `outbox.views`.
 
-The directory must not keep growing with the files of processes long gone:
-a worker prunes them when it starts (`multiprocess_dir_prune`). Counters of a
-dead process are kept until then, so totals do not drop while the system runs.
+The directory must not keep growing with the files of processes long gone
+(every management command leaves a few). A scrape deletes the files of dead
+processes that hold only zeros, which changes no total; a starting worker
+deletes every dead process's files. Counters a dead process did move are kept
+until then, so totals do not drop while the system runs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from celery.signals import worker_init, worker_process_shutdown
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import values as prometheus_values
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
@@ -56,6 +59,7 @@ def scrape(*collectors: Collector) -> bytes:
     """Every process's samples plus `collectors`, in the Prometheus text format."""
     registry = CollectorRegistry()
     if multiprocess_enabled():
+        multiprocess_dir_prune(only_zeros=True)
         MultiProcessCollector(registry)
     else:
         registry.register(REGISTRY)
@@ -69,17 +73,21 @@ def scrape(*collectors: Collector) -> bytes:
         return generate_latest(registry)
 
 
-def multiprocess_dir_prune(directory: str | Path | None = None) -> int:
-    """Delete the sample files of processes that no longer run; returns how many."""
+def multiprocess_dir_prune(directory: str | Path | None = None, *, only_zeros: bool = False) -> int:
+    """Delete the sample files of processes that no longer run; returns how many.
+
+    `only_zeros` keeps every file holding a non-zero sample, so no total drops.
+    """
     path = Path(directory or os.environ.get("PROMETHEUS_MULTIPROC_DIR") or "")
     if not path.is_dir():
         return 0
     removed = 0
     for file in path.glob("*.db"):
         pid = _pid_of(file)
-        if pid is not None and not _process_alive(pid):
-            file.unlink(missing_ok=True)
-            removed += 1
+        if pid is None or _process_alive(pid) or (only_zeros and not _all_zeros(file)):
+            continue
+        file.unlink(missing_ok=True)
+        removed += 1
     return removed
 
 
@@ -87,6 +95,14 @@ def _pid_of(file: Path) -> int | None:
     # counter_<pid>.db, histogram_<pid>.db, gauge_<mode>_<pid>.db
     tail = file.stem.rsplit("_", 1)[-1]
     return int(tail) if tail.isdigit() else None
+
+
+def _all_zeros(file: Path) -> bool:
+    try:
+        samples = MmapedDict.read_all_values_from_file(str(file))
+    except Exception:  # gone already, or not a sample file: leave it alone
+        return False
+    return all(value == 0 for _, value, _, _ in samples)
 
 
 def _process_alive(pid: int) -> bool:

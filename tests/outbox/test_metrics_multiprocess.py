@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from django.db import transaction
-from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from outbox.metrics import multiprocess_dir_prune, multiprocess_enabled
@@ -57,10 +57,16 @@ def _dead_pid() -> int:
     return int(done.stdout)
 
 
-def _sample_file(directory: Path, pid: int) -> Path:
-    """A valid, empty counter file as prometheus_client writes it for `pid`."""
+def _sample_file(directory: Path, pid: int, value: float = 0.0) -> Path:
+    """A counter file as prometheus_client writes it for `pid`, holding `value`.
+
+    Never for this process's pid: its own metrics keep that file mapped.
+    """
     path = directory / f"counter_{pid}.db"
-    MmapedDict(str(path)).close()
+    samples = MmapedDict(str(path))
+    key = mmap_key("shopflow_test", "shopflow_test_total", [], [], "A test counter.")
+    samples.write_value(key, value, 0.0)
+    samples.close()
     return path
 
 
@@ -100,7 +106,7 @@ def test_deliveries_counted_in_worker_processes_show_in_the_web_scrape(client, s
 def test_prune_deletes_the_files_of_dead_processes_only(tmp_path):
     # given
     dead = _sample_file(tmp_path, _dead_pid())
-    alive = _sample_file(tmp_path, os.getpid())
+    alive = _sample_file(tmp_path, os.getppid())
     unrelated = tmp_path / "notes.db"
     unrelated.write_bytes(b"")
     # when
@@ -112,12 +118,38 @@ def test_prune_deletes_the_files_of_dead_processes_only(tmp_path):
     assert unrelated.exists()
 
 
+def test_scrape_time_prune_keeps_every_file_that_holds_a_count(tmp_path):
+    # given
+    dead_empty = _sample_file(tmp_path, _dead_pid())
+    dead_counted = _sample_file(tmp_path, _dead_pid(), value=5)
+    alive_empty = _sample_file(tmp_path, os.getppid())
+    # when
+    removed = multiprocess_dir_prune(tmp_path, only_zeros=True)
+    # then
+    assert removed == 1
+    assert not dead_empty.exists()
+    assert dead_counted.exists()
+    assert alive_empty.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_scrape_forgets_dead_processes_that_counted_nothing(client):
+    # given
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    dead_empty = _sample_file(directory, _dead_pid())
+    # when
+    response = client.get("/metrics")
+    # then
+    assert response.status_code == 200
+    assert not dead_empty.exists()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_starting_worker_prunes_the_files_of_dead_processes(start_worker):
     # given
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    dead = _sample_file(directory, _dead_pid())
-    alive = _sample_file(directory, os.getpid())
+    dead = _sample_file(directory, _dead_pid(), value=5)
+    alive = _sample_file(directory, os.getppid())
     # when
     start_worker(concurrency=1)
     # then
