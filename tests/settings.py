@@ -20,7 +20,12 @@ CACHES = {
 }
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.probe"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Workers send through locmem unless a test hands them SHOPFLOW_TEST_EMAIL_URL (an SMTP
+# server it runs itself); a developer's EMAIL_URL from .env must never reach tests.
+if "SHOPFLOW_TEST_EMAIL_URL" in os.environ:
+    vars().update(env.email_url("SHOPFLOW_TEST_EMAIL_URL"))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Short enough that crash-recovery tests finish quickly; overridable per worker.
 OUTBOX_LEASE_SECONDS = env.float("OUTBOX_LEASE_SECONDS", default=3.0)
 OUTBOX_BACKOFF_BASE = env.float("OUTBOX_BACKOFF_BASE", default=0.05)
