@@ -5,14 +5,38 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 
 from orders.models import Order, OrderItem, TimelineEntry
+from payments.models import Payment
+from shipping.models import Shipment
+
+# The payment's and the shipment's state, read alongside each order in one query.
+FULFILMENT_FIELDS = ("payment_status", "payment_amount", "shipment_status", "tracking_number")
+
+
+def with_fulfilment(orders: QuerySet[Order]) -> QuerySet[Order]:
+    """Annotate orders with their payment's and shipment's state (FULFILMENT_FIELDS)."""
+    payment = Payment.objects.filter(order_id=OuterRef("pk"))
+    shipment = Shipment.objects.filter(order_id=OuterRef("pk"))
+    return orders.annotate(
+        payment_status=Subquery(payment.values("status")[:1]),
+        payment_amount=Subquery(payment.values("amount")[:1]),
+        shipment_status=Subquery(shipment.values("status")[:1]),
+        tracking_number=Subquery(shipment.values("tracking_number")[:1]),
+    )
+
+
+def order_fulfilment(order: Order) -> dict[str, Any]:
+    """The order's FULFILMENT_FIELDS, from its annotations or, without them, one query."""
+    if all(hasattr(order, name) for name in FULFILMENT_FIELDS):
+        return {name: getattr(order, name) for name in FULFILMENT_FIELDS}
+    return with_fulfilment(Order.objects.filter(pk=order.pk)).values(*FULFILMENT_FIELDS).get()
 
 
 def order_list(*, user: Any, status: str | None = None) -> QuerySet[Order]:
     """Orders a user may see, newest first: their own, or all for staff."""
-    orders = Order.objects.select_related("customer").prefetch_related(
+    orders = with_fulfilment(Order.objects.select_related("customer")).prefetch_related(
         Prefetch("items", queryset=OrderItem.objects.order_by("id"))
     )
     if not user.is_staff:

@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from inventory.selectors import product_skus_for_sale
 from orders.models import FailureReason, Order, Status
+from orders.selectors import order_fulfilment
 from shopflow.api.fields import StrictCharField, StrictIntegerField
 
 COUNTRY_CODES = frozenset(country.alpha_2 for country in pycountry.countries)
@@ -124,13 +125,23 @@ class OrderOutput(serializers.Serializer):
 
     @extend_schema_field(PaymentOutput(allow_null=True))
     def get_payment(self, order: Order) -> dict[str, Any] | None:
-        """The order's payment; null until the payment saga issue fills it in."""
-        return None
+        """The order's payment, null until the saga starts charging."""
+        state = order_fulfilment(order)
+        if state["payment_status"] is None:
+            return None
+        return PaymentOutput(
+            {"status": state["payment_status"], "amount": state["payment_amount"]}
+        ).data
 
     @extend_schema_field(ShipmentOutput(allow_null=True))
     def get_shipment(self, order: Order) -> dict[str, Any] | None:
-        """The order's shipment; null until the shipping saga issue fills it in."""
-        return None
+        """The order's shipment, null until the saga books one."""
+        state = order_fulfilment(order)
+        if state["shipment_status"] is None:
+            return None
+        return ShipmentOutput(
+            {"status": state["shipment_status"], "tracking_number": state["tracking_number"]}
+        ).data
 
 
 class TimelineEntryOutput(serializers.Serializer):
