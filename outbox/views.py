@@ -23,6 +23,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from outbox.metrics import scrape
 from outbox.selectors import outbox_stats
+from shopflow.celery import app as celery_app
 
 logger = logging.getLogger("shopflow.outbox.health")
 
@@ -71,14 +72,12 @@ def _database_ping() -> None:
 
 
 def _broker_ping() -> None:
-    from shopflow.celery import app
-
     # connect_timeout bounds amqp; the redis transport reads its own socket timeouts.
     timeouts = {
         "socket_connect_timeout": BROKER_CHECK_TIMEOUT,
         "socket_timeout": BROKER_CHECK_TIMEOUT,
     }
-    with app.connection_for_write(
+    with celery_app.connection_for_write(
         connect_timeout=BROKER_CHECK_TIMEOUT, transport_options=timeouts
     ) as conn:
         conn.ensure_connection(
