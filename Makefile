@@ -46,4 +46,4 @@ format: dev
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf var/broker var/*.sqlite3* var/celerybeat-schedule*
+	rm -rf var/broker var/*.sqlite3* var/celerybeat-schedule* var/prometheus

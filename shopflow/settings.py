@@ -55,6 +55,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "shopflow.urls"
+# A POST to a path without its slash must not be redirected (losing its body) nor,
+# with DEBUG on, answered by Django's RuntimeError: it is a plain 404.
+APPEND_SLASH = False
 WSGI_APPLICATION = "shopflow.wsgi.application"
 TEMPLATES = [
     {
@@ -84,6 +87,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Seconds to wait for a connection: a silent host must not hang requests (or /healthz).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5)
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -129,6 +136,7 @@ CELERY_TASK_ROUTES = {
     "sagas.advance": {"queue": "saga"},
     "sagas.watchdog": {"queue": "saga"},
     "shipping.sandbox_advance": {"queue": "events"},
+    "orders.purge_idempotency_keys": {"queue": "outbox"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
@@ -202,6 +210,7 @@ CELERY_BEAT_SCHEDULE = {
     "drain-outbox": {"task": "outbox.drain_outbox", "schedule": OUTBOX_POLL_INTERVAL},
     "purge-outbox": {"task": "outbox.purge_outbox", "schedule": 3600.0},
     "saga-watchdog": {"task": "sagas.watchdog", "schedule": SAGA_WATCHDOG_INTERVAL},
+    "purge-idempotency-keys": {"task": "orders.purge_idempotency_keys", "schedule": 3600.0},
 }
 if SHIPPING_SANDBOX_AUTO_ADVANCE:
     CELERY_BEAT_SCHEDULE["sandbox-carrier"] = {"task": "shipping.sandbox_advance", "schedule": 5.0}
