@@ -23,7 +23,7 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed
 	touch $@
 
 run: venv
-	mkdir -p var/broker/queue var/broker/control
+	mkdir -p var/broker/queue var/broker/control var/static
 	$(BIN)/python manage.py migrate --noinput
 	@if $(BIN)/python manage.py help seed_demo >/dev/null 2>&1; then $(BIN)/python manage.py seed_demo; fi
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $(PORT)

@@ -46,6 +46,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's and the API docs' static files from gunicorn, no CDN or nginx needed.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -106,6 +108,8 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# In development whitenoise finds files in the apps directly; production runs collectstatic.
+WHITENOISE_USE_FINDERS = DEBUG
 
 # --- Celery ---------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"
