@@ -1,42 +1,40 @@
-"""Every sandbox token and address of CONTRACT §3 ends in its outcome and reason."""
+"""Every sandbox input of CONTRACT §3 ends in its outcome, compensating exactly what was done.
 
+One real worker serves the module, with the production backoff (0.5 s doubling,
+capped at 8 s), so `tok_down` shows the default retry policy giving up in time.
+"""
+
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from inventory.models import Product
-from orders.models import Order
-from orders.selectors import order_timeline
-from orders.services import LineRequest, order_place
-from payments.models import Payment, SandboxLedgerEntry
+from payments.models import Payment
+from sagas.models import SagaStep
 from shipping.models import Shipment
-from tests.conftest import wait_until
+from tests.sagas.scenarios import (
+    assert_final_state_is_consistent,
+    ledger_charges,
+    place,
+    saga_of,
+    timeline,
+    wait_settled,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-
-def place(token="tok_visa", country="US", quantity=2):
-    customer = get_user_model().objects.get_or_create(username="ada")[0]
-    return order_place(
-        customer=customer,
-        lines=[LineRequest("MUG-1", quantity)],
-        payment_token=token,
-        shipping_address={"name": "Ada", "line1": "1 Main", "city": "X", "postal_code": "1",
-                          "country": country},
-    )  # fmt: skip
-
-
-def final(order, timeout=60):
-    assert wait_until(
-        lambda: Order.objects.get(pk=order.pk).status in ("confirmed", "failed"), timeout=timeout
-    ), f"order stuck in {Order.objects.get(pk=order.pk).status}"
-    return Order.objects.get(pk=order.pk)
+PRODUCTION_BACKOFF = {"SAGA_BACKOFF_BASE": "0.5", "SAGA_BACKOFF_MAX": "8"}
 
 
 @pytest.fixture
 def mug():
     return Product.objects.create(sku="MUG-1", name="Mug", price=Decimal("9.95"), on_hand=10)
+
+
+@pytest.fixture(autouse=True)
+def worker(saga_worker):
+    return saga_worker(**PRODUCTION_BACKOFF)
 
 
 @pytest.mark.parametrize(
@@ -45,41 +43,67 @@ def mug():
         ("tok_visa", "US", "confirmed", "", "captured", "scheduled"),
         ("tok_chargeDeclined", "US", "failed", "payment_declined", "declined", None),
         ("tok_flaky", "US", "confirmed", "", "captured", "scheduled"),
-        ("tok_down", "US", "failed", "payment_unavailable", "pending", None),
         ("tok_refundFlaky", "AQ", "failed", "shipping_unavailable", "refunded", None),
     ],
 )
-def test_sandbox_input_ends_in_its_outcome(
-    start_worker, mug, token, country, status, reason, payment, shipment
-):
-    start_worker()
-    order = final(place(token, country))
+def test_sandbox_input_ends_in_its_outcome(mug, token, country, status, reason, payment, shipment):
+    # when
+    order = wait_settled(place(token=token, country=country))
+    # then
     assert (order.status, order.failure_reason) == (status, reason)
     assert Payment.objects.get(order_id=order.id).status == payment
     got_shipment = Shipment.objects.filter(order_id=order.id).first()
     assert (got_shipment.status if got_shipment else None) == shipment
     mug.refresh_from_db()
-    assert mug.reserved == (2 if status == "confirmed" else 0)
-    charges = SandboxLedgerEntry.objects.filter(
-        kind="charge", idempotency_key__contains=str(order.id)
-    )
-    assert charges.count() <= 1
+    assert (mug.on_hand, mug.reserved) == (10, 2 if status == "confirmed" else 0)
+    assert_final_state_is_consistent(order)
 
 
-def test_insufficient_stock_fails_the_order_without_charging(start_worker, mug):
-    start_worker()
-    order = final(place(quantity=11))
+def test_insufficient_stock_fails_the_order_with_nothing_to_undo(mug):
+    order = wait_settled(place(quantity=11))
     assert (order.status, order.failure_reason) == ("failed", "insufficient_stock")
     assert not Payment.objects.filter(order_id=order.id).exists()
-    types = [e.type for e in order_timeline(order_id=order.id)]
-    assert types == ["order.created", "inventory.reservation_rejected", "order.failed"]
+    assert timeline(order) == ["order.created", "inventory.reservation_rejected", "order.failed"]
+    assert [s.status for s in saga_of(order).steps.all()] == ["failed", "pending", "pending"]
 
 
-def test_rejected_shipment_compensates_in_reverse_order(start_worker, mug):
-    start_worker()
-    order = final(place(country="AQ"))
-    types = [e.type for e in order_timeline(order_id=order.id)]
-    assert types == [
+def test_declined_charge_releases_the_stock_and_nothing_else(mug):
+    order = wait_settled(place(token="tok_chargeDeclined"))
+    assert (order.status, order.failure_reason) == ("failed", "payment_declined")
+    assert timeline(order) == [
+        "order.created", "inventory.reserved", "payment.declined", "inventory.released",
+        "order.failed",
+    ]  # fmt: skip
+    assert ledger_charges(order) == []
+    assert [s.status for s in saga_of(order).steps.all()] == ["compensated", "failed", "pending"]
+
+
+def test_rejected_shipment_refunds_then_releases(mug):
+    order = wait_settled(place(country="AQ"))
+    assert (order.status, order.failure_reason) == ("failed", "shipping_unavailable")
+    assert timeline(order) == [
         "order.created", "inventory.reserved", "payment.captured", "shipment.rejected",
         "payment.refunded", "inventory.released", "order.failed",
     ]  # fmt: skip
+    steps = list(saga_of(order).steps.all())
+    assert [s.status for s in steps] == ["compensated", "compensated", "failed"]
+    # compensated in reverse: the refund finished before the release
+    assert steps[1].compensated_at < steps[0].compensated_at
+    assert_final_state_is_consistent(order)
+
+
+def test_a_provider_that_stays_down_fails_the_order_within_a_minute(mug):
+    # given the production backoff, and a gateway that never answers
+    order = place(token="tok_down")
+    # when
+    order = wait_settled(order, timeout=60)
+    # then: retries ran out, the stock came back, no money moved
+    assert (order.status, order.failure_reason) == ("failed", "payment_unavailable")
+    charge = saga_of(order).steps.get(name="charge_payment")
+    assert (charge.status, charge.attempts) == (SagaStep.Status.FAILED, 5)
+    assert timeline(order) == [
+        "order.created", "inventory.reserved", "inventory.released", "order.failed"
+    ]  # fmt: skip
+    assert order.updated_at - order.created_at < timedelta(seconds=60)
+    assert ledger_charges(order) == []
+    assert_final_state_is_consistent(order)

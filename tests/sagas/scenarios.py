@@ -1,0 +1,204 @@
+"""Driving the fulfilment saga in tests, and reading what it did to stock, money and parcels."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from django.contrib.auth import get_user_model
+from django.db.models import Sum
+
+from inventory.models import Reservation
+from orders.fulfilment import FULFILMENT
+from orders.models import Order
+from orders.selectors import order_timeline
+from orders.services import LineRequest, order_place
+from outbox import delivery, relay
+from outbox.models import Delivery
+from payments.models import Payment, SandboxLedgerEntry
+from sagas import engine, tasks
+from sagas.models import Saga
+from shipping.models import Shipment
+from tests.conftest import wait_until
+
+HANDLER = "orders.fulfilment"
+
+
+def address(country: str = "US") -> dict[str, str]:
+    return {"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345",
+            "country": country}  # fmt: skip
+
+
+def place(
+    sku: str = "MUG-1", quantity: int = 2, token: str = "tok_visa", country: str = "US"
+) -> Order:
+    """A pending order placed through the service; the saga starts when its event is handled."""
+    customer = get_user_model().objects.get_or_create(username="ada")[0]
+    return order_place(
+        customer=customer,
+        lines=[LineRequest(sku, quantity)],
+        payment_token=token,
+        shipping_address=address(country),
+    )
+
+
+def reloaded(order: Order) -> Order:
+    return Order.objects.get(pk=order.pk)
+
+
+def saga_of(order: Order) -> Saga | None:
+    return Saga.objects.filter(definition=FULFILMENT, key=str(order.pk)).first()
+
+
+def timeline(order: Order) -> list[str]:
+    """The order's timeline entry types, oldest first."""
+    return [entry.type for entry in order_timeline(order_id=order.pk)]
+
+
+def settled(order: Order) -> bool:
+    """Whether the order's saga has nothing left to do (and the order is past pending)."""
+    saga = saga_of(order)
+    return (
+        saga is not None
+        and saga.status not in Saga.ACTIVE
+        and reloaded(order).status != "pending"
+        and not Delivery.objects.filter(
+            handler=HANDLER, aggregate_key=f"order:{order.pk}", status="pending"
+        ).exists()
+    )
+
+
+def wait_settled(order: Order, timeout: float = 40) -> Order:
+    """Wait until the order's saga is done; the order as it then is."""
+    assert wait_until(lambda: settled(order), timeout=timeout, interval=0.1), describe(order)
+    return reloaded(order)
+
+
+def describe(order: Order) -> str:
+    saga = saga_of(order)
+    steps = (
+        [(s.name, s.status, s.attempts, s.last_error[:80]) for s in saga.steps.all()]
+        if saga
+        else []
+    )
+    return (
+        f"order {reloaded(order).status}, saga {saga and saga.status} {steps}, "
+        f"timeline {timeline(order)}"
+    )
+
+
+def ledger_charges(order: Order) -> list[SandboxLedgerEntry]:
+    """Every charge the sandbox gateway made for the order, whatever key it was made with."""
+    saga = saga_of(order)
+    keys = set(Payment.objects.filter(order_id=order.pk).values_list("idempotency_key", flat=True))
+    charges = SandboxLedgerEntry.objects.filter(kind="charge")
+    return [
+        entry
+        for entry in charges
+        if entry.idempotency_key in keys
+        or (saga is not None and entry.idempotency_key.startswith(f"saga:{saga.pk}:"))
+    ]
+
+
+def net_money(order: Order) -> Decimal:
+    """What the gateway's ledger says the customer paid for the order, net of refunds."""
+    refs = [charge.reference for charge in ledger_charges(order)]
+    charged = sum((charge.amount for charge in ledger_charges(order)), Decimal("0"))
+    refunded = SandboxLedgerEntry.objects.filter(
+        kind="refund", charge_reference__in=refs
+    ).aggregate(total=Sum("amount"))["total"] or Decimal("0")
+    return charged - refunded
+
+
+def assert_final_state_is_consistent(order: Order) -> None:
+    """CONTRACT §2: what stock, money and the parcel look like once the order is final and quiet."""
+    order = reloaded(order)
+    reservation = Reservation.objects.filter(order_id=order.pk).first()
+    payment = Payment.objects.filter(order_id=order.pk).first()
+    shipment = Shipment.objects.filter(order_id=order.pk).first()
+    charges = ledger_charges(order)
+    assert len(charges) <= 1, f"charged {len(charges)} times: {charges}"
+    if order.status in ("cancelled", "failed"):
+        assert reservation is None or reservation.status == "released", describe(order)
+        assert payment is None or payment.status != "captured", describe(order)
+        assert net_money(order) == 0, describe(order)
+        assert shipment is None or shipment.status == "cancelled", describe(order)
+    else:
+        assert order.status == "confirmed", describe(order)
+        assert reservation.status == "active"
+        assert payment.status == "captured" and payment.provider_ref == charges[0].reference
+        assert net_money(order) == order.total
+        assert shipment.status == "scheduled"
+
+
+def assert_undone_after_done(types: list[str]) -> None:
+    """Each effect the timeline shows was undone, after it was done."""
+    pairs = {
+        "inventory.reserved": "inventory.released",
+        "payment.captured": "payment.refunded",
+        "shipment.scheduled": "shipment.cancelled",
+    }
+    for done, undone in pairs.items():
+        assert types.count(done) == types.count(undone) <= 1, types
+        if done in types:
+            assert types.index(done) < types.index(undone), types
+
+
+class InProcessSaga:
+    """Runs the saga machinery synchronously in the test process: no broker, no worker.
+
+    Advances the engine would send to Celery are queued here instead, and the
+    outbox is drained by claiming and processing the saga handler's deliveries
+    directly, so a test decides exactly what runs when (twice, or not at all).
+    """
+
+    def __init__(self, monkeypatch: Any) -> None:
+        self.advances: deque[str] = deque()
+        monkeypatch.setattr(tasks.advance_saga, "apply_async", self._queue_advance)
+        monkeypatch.setattr(relay, "relay_wake", lambda: None)
+
+    def _queue_advance(self, args: tuple = (), kwargs: dict | None = None, **options: Any) -> None:
+        self.advances.append(args[0])
+
+    def deliver(self, times: int = 1) -> int:
+        """Process every due saga-handler delivery (each claim `times` times); how many."""
+        lease_id, rows = relay.deliveries_claim(100)
+        ids = [pk for pk, handler in rows if handler == HANDLER]
+        for _ in range(times):
+            delivery.deliveries_process(lease_id, ids)
+        return len(ids)
+
+    def advance(self, times: int = 1) -> bool:
+        """Run the oldest queued advance `times` times; whether there was one."""
+        if not self.advances:
+            return False
+        saga_id = self.advances.popleft()
+        for _ in range(times):
+            engine.saga_advance(UUID(saga_id))
+        return True
+
+    def step(self, times: int = 1) -> bool:
+        """One unit of work: a batch of deliveries, else one advance; whether anything ran."""
+        return bool(self.deliver(times)) or self.advance(times)
+
+    def quiet(self) -> bool:
+        busy_deliveries = Delivery.objects.filter(handler=HANDLER, status="pending")
+        return (
+            not busy_deliveries.exists()
+            and not Saga.objects.filter(status__in=Saga.ACTIVE).exists()
+        )
+
+    def run_until_quiet(self, rounds: int = 2000) -> None:
+        """Work until nothing is left; expired leases come back through the watchdog."""
+        for _ in range(rounds):
+            if self.step():
+                continue
+            if self.quiet():
+                return
+            tasks.saga_watchdog()  # queues an advance for every saga due by its wake_at
+            if not self.advances:
+                time.sleep(0.01)  # a lease or backoff of a few milliseconds runs out
+        raise AssertionError("the saga machinery did not go quiet")
