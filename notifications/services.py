@@ -102,8 +102,14 @@ def notification_record_failure(
     notification, _ = Notification.objects.get_or_create(
         event_id=event_id, kind=kind, defaults={"order_id": order_id, "status": "failed"}
     )
+    # The recipient too, so an operator finds a customer's failed e-mails by address.
+    recipient = (
+        Order.objects.filter(pk=order_id).values_list("customer__email", flat=True).first() or ""
+    )
     if notification.status == Notification.Status.FAILED:
-        Notification.objects.filter(pk=notification.pk).update(attempts=attempt, error=error[:2000])
+        Notification.objects.filter(pk=notification.pk).update(
+            attempts=attempt, error=error[:2000], recipient=recipient
+        )
 
 
 def notification_resend(*, notification: Notification, by: Any) -> Notification:

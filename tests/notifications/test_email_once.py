@@ -27,9 +27,8 @@ def context_for(order, event_type="order.confirmed", attempt=1):
 
 
 def notification_row(order):
-    return Notification.objects.values("kind", "status", "attempts", "error", "sent_at").get(
-        order_id=order.id
-    )
+    fields = ("kind", "status", "recipient", "attempts", "error", "sent_at")
+    return Notification.objects.values(*fields).get(order_id=order.id)
 
 
 def replay(*args):
@@ -122,6 +121,7 @@ def test_a_dead_lettered_email_is_sent_once_when_requeued(settings):
     assert (dead.status, dead.attempts) == ("dead", 1)
     failed = notification_row(order)
     assert (failed["status"], failed["attempts"], failed["sent_at"]) == ("failed", 1, None)
+    assert failed["recipient"] == order.customer.email  # so an operator finds it by address
     assert failed["error"].startswith("ConnectionRefusedError")
     assert failed["error"].endswith("(gave up)")
     # when: the server is back and the dead letter is replayed

@@ -80,7 +80,7 @@ def test_an_email_the_server_keeps_refusing_is_dead_lettered_and_shown_failed(
     # given
     smtp_server.refusing = True
     start_worker(beat=True, SHOPFLOW_TEST_EMAIL_URL=smtp_server.url, OUTBOX_MAX_ATTEMPTS="3")
-    order = order_made(status="confirmed")
+    order = order_made(status="confirmed", customer__email="eve@example.com")
     # when
     event_recorded(OrderConfirmed(order_id=order.id))
     # then
@@ -90,7 +90,7 @@ def test_an_email_the_server_keeps_refusing_is_dead_lettered_and_shown_failed(
     assert "451" in dead.last_error
     assert wait_until(lambda: Notification.objects.filter(attempts=3).exists(), timeout=5)
     note = Notification.objects.get()
-    assert (note.status, note.sent_at) == ("failed", None)
+    assert (note.status, note.sent_at, note.recipient) == ("failed", None, "eve@example.com")
     assert "451" in note.error
     assert note.error.endswith("(gave up)")
     assert smtp_server.messages == []
