@@ -14,6 +14,7 @@ import logging
 import random
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -49,28 +50,24 @@ def backoff_seconds(attempt: int) -> float:
 
 def deliveries_process(lease_id: str, ids: list[int]) -> list[Outcome]:
     """Process the deliveries of one relay message, in id order."""
-    deliveries = (
+    deliveries = list(
         Delivery.objects.filter(id__in=ids, lease_id=lease_id, status=Delivery.Status.PENDING)
         .select_related("event")
         .order_by("id")
     )
     outcomes = [delivery_process(d) for d in deliveries]
-    _wake_for_successors(ids)
+    _relay_successors(d for d, o in zip(deliveries, outcomes, strict=True) if o.status == "done")
     return outcomes
 
 
-def _wake_for_successors(ids: list[int]) -> None:
-    """Wake the relay if a processed delivery's aggregate has more events waiting."""
-    from outbox.relay import relay_wake
+def _relay_successors(done: Iterable[Delivery]) -> None:
+    """Send on the next event of each aggregate just handled, without waiting for a drain."""
+    from outbox.relay import successors_relay
 
-    done = Delivery.objects.filter(id__in=ids).values("handler", "aggregate_key")
-    waiting = Delivery.objects.filter(
-        status=Delivery.Status.PENDING,
-        handler__in=done.values("handler"),
-        aggregate_key__in=done.values("aggregate_key"),
-    ).exclude(id__in=ids)
-    if waiting.exists():
-        relay_wake()
+    try:
+        successors_relay({(d.handler, d.aggregate_key) for d in done})
+    except Exception:  # the handlers' work is committed; a beat-driven drain sends the rest
+        logger.warning("relaying successors failed; beat will drain", exc_info=True)
 
 
 def delivery_process(delivery: Delivery) -> Outcome:

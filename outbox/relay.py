@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Collection
 from datetime import timedelta
 
 from django.conf import settings
@@ -44,19 +45,27 @@ def relay_wake() -> None:
         logger.warning("relay wake-up failed; beat will drain", exc_info=True)
 
 
-def _claimable(now: timezone.datetime, after: int) -> QuerySet[Delivery]:
+def _claimable(
+    now: timezone.datetime, after: int, keys: Collection[tuple[str, str]] | None
+) -> QuerySet[Delivery]:
     earlier_unfinished = Delivery.objects.filter(
         handler=OuterRef("handler"),
         aggregate_key=OuterRef("aggregate_key"),
         id__lt=OuterRef("id"),
     ).exclude(status=Delivery.Status.DONE)
-    return (
+    claimable = (
         Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=now)
         .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
         .filter(id__gt=after)
         .filter(~Exists(earlier_unfinished))
         .order_by("id")
     )
+    if keys is not None:
+        scoped = Q(pk__in=[])
+        for handler, aggregate_key in keys:
+            scoped |= Q(handler=handler, aggregate_key=aggregate_key)
+        claimable = claimable.filter(scoped)
+    return claimable
 
 
 _TABLE = Delivery._meta.db_table
@@ -64,12 +73,12 @@ _TABLE = Delivery._meta.db_table
 # lock, then lease, with no transaction around it. `= ANY(ARRAY(…))` keeps the
 # update on the primary key; a join to the CTE gets a hash join over the whole
 # table, done rows included. RETURNING has no order.
-_CLAIM_SQL = f"""
+_CLAIM_TEMPLATE = f"""
 WITH claimable AS (
     SELECT d.id FROM {_TABLE} d
     WHERE d.status = %(pending)s AND d.next_attempt_at <= %(now)s
       AND (d.lease_expires_at IS NULL OR d.lease_expires_at < %(now)s)
-      AND d.id > %(after)s
+      AND d.id > %(after)s{{scope}}
       AND NOT EXISTS (
           SELECT 1 FROM {_TABLE} e
           WHERE e.handler = d.handler AND e.aggregate_key = d.aggregate_key
@@ -83,10 +92,19 @@ UPDATE {_TABLE} d SET lease_id = %(lease_id)s, lease_expires_at = %(expires)s
 WHERE d.id = ANY(ARRAY(SELECT id FROM claimable))
 RETURNING d.id, d.handler
 """
+_CLAIM_SQL = _CLAIM_TEMPLATE.format(scope="")
+# Only the given (handler, aggregate) pairs: the unfinished-rows index finds them.
+_CLAIM_KEYS_SQL = _CLAIM_TEMPLATE.format(
+    scope="""
+      AND (d.handler, d.aggregate_key) IN (
+          SELECT * FROM unnest(%(handlers)s::text[], %(aggregates)s::text[]))"""
+)
 
 
-def deliveries_claim(limit: int, *, after: int = 0) -> tuple[str, list[tuple[int, str]]]:
-    """Lease up to `limit` due deliveries with ids above `after`.
+def deliveries_claim(
+    limit: int, *, after: int = 0, keys: Collection[tuple[str, str]] | None = None
+) -> tuple[str, list[tuple[int, str]]]:
+    """Lease up to `limit` due deliveries with ids above `after` (of `keys` only, if given).
 
     Returns the lease id and (id, handler) pairs in id order. Only the oldest
     unfinished delivery of an aggregate for a handler is claimable, which is
@@ -96,16 +114,18 @@ def deliveries_claim(limit: int, *, after: int = 0) -> tuple[str, list[tuple[int
     lease_id = uuid.uuid4()
     expires = now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
     if connection.vendor == "postgresql":
+        pairs = list(keys or ())
+        params = {
+            "pending": Delivery.Status.PENDING.value, "done": Delivery.Status.DONE.value,
+            "now": now, "after": after, "limit": limit, "lease_id": lease_id, "expires": expires,
+            "handlers": [h for h, _ in pairs], "aggregates": [a for _, a in pairs],
+        }  # fmt: skip
         with connection.cursor() as cursor:
-            cursor.execute(_CLAIM_SQL, {
-                "pending": Delivery.Status.PENDING.value, "done": Delivery.Status.DONE.value,
-                "now": now, "after": after, "limit": limit,
-                "lease_id": lease_id, "expires": expires,
-            })  # fmt: skip
+            cursor.execute(_CLAIM_SQL if keys is None else _CLAIM_KEYS_SQL, params)
             return str(lease_id), sorted(cursor.fetchall())
     with transaction.atomic():
         rows = list(
-            _claimable(now, after)
+            _claimable(now, after, keys)
             .select_for_update(skip_locked=True)
             .values_list("id", "handler")[:limit]
         )
@@ -142,29 +162,45 @@ def deliveries_publish(lease_id: str, rows: list[tuple[int, str]]) -> None:
                 )
 
 
+def successors_relay(keys: Collection[tuple[str, str]]) -> int:
+    """Claim and publish the next due delivery of each (handler, aggregate) in `keys`.
+
+    A worker calls this for the aggregates it has just handled: their next
+    events go out at once, instead of waiting for a drain to walk the backlog.
+    """
+    if not keys:
+        return 0
+    lease_id, rows = deliveries_claim(len(keys), keys=keys)
+    if rows:
+        deliveries_publish(lease_id, rows)
+        RELAY_CLAIMED.inc(len(rows))
+    return len(rows)
+
+
 def drain(*, max_seconds: float | None = None) -> int:
     """Claim and publish batches until nothing is due or time is up; returns the count.
 
-    Each claim starts after the last id the drain claimed, so it does not walk
-    again over the rows it has just leased; a pass from the start that finds
-    nothing (retries, expired leases, successors of handled events) ends it.
+    One pass in id order: each claim starts after the last id claimed, and a
+    short batch ends the drain. What becomes claimable behind the pass is
+    covered elsewhere: a commit after the WAKE_KEY is cleared asks for another
+    drain, workers relay their aggregates' successors, beat's drain takes
+    retries and expired leases.
     """
     cache.delete(WAKE_KEY)
     deadline = time.monotonic() + (max_seconds or settings.OUTBOX_DRAIN_MAX_SECONDS)
+    limit = settings.OUTBOX_BATCH_SIZE
     total = after = 0
     while True:
         started = time.monotonic()
-        lease_id, rows = deliveries_claim(settings.OUTBOX_BATCH_SIZE, after=after)
-        if not rows:
-            if not after:
-                return total
-            after = 0
-            continue
-        after = rows[-1][0]
-        deliveries_publish(lease_id, rows)
-        RELAY_BATCH_SECONDS.observe(time.monotonic() - started)
-        RELAY_CLAIMED.inc(len(rows))
-        total += len(rows)
+        lease_id, rows = deliveries_claim(limit, after=after)
+        if rows:
+            deliveries_publish(lease_id, rows)
+            RELAY_BATCH_SECONDS.observe(time.monotonic() - started)
+            RELAY_CLAIMED.inc(len(rows))
+            total += len(rows)
+            after = rows[-1][0]
+        if len(rows) < limit:
+            return total
         if time.monotonic() > deadline:
             relay_wake()  # yield the worker; another drain carries on
             return total
