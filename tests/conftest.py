@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,15 +20,17 @@ from django.db import connection, connections
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+ALL_QUEUES = "outbox,events,saga,notifications"
 
 
 class CeleryProcess:
     """A `celery` subprocess on the test database and broker, logging to var/."""
 
+    kind = ""
     ready_marker = ""
 
     def __init__(self, env: dict[str, str], args: list[str]) -> None:
-        stem = f"test-{type(self).__name__.lower()}-{os.getpid()}-{time.monotonic_ns()}"
+        stem = f"test-{self.kind}-{os.getpid()}-{time.monotonic_ns()}"
         self.log = ROOT / "var" / f"{stem}.log"
         self.log.parent.mkdir(exist_ok=True)
         cmd = [sys.executable, "-m", "celery", "-A", "shopflow", *args, "--loglevel", "INFO"]
@@ -55,17 +58,40 @@ class CeleryProcess:
             self.proc.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
+        """Warm shutdown: let running tasks finish, then wait for the exit."""
         self.terminate()
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            self.kill()
+
+    def children(self) -> list[int]:
+        """PIDs of the process's direct children (a worker's prefork pool)."""
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
+        ).stdout
+        return [int(p) for p in out.split()]
+
+    def kill(self) -> None:
+        """SIGKILL the process and its children at once, for a test that is over.
+
+        A warm shutdown takes seconds (billiard's pool threads poll at 0.5-1 s);
+        the test's database and broker db are wiped right after anyway.
+        """
+        if self.proc.poll() is not None:
+            return
+        children = self.children()
+        self.proc.kill()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait()
 
 
 class WorkerProcess(CeleryProcess):
     """A `celery worker` subprocess (prefork pool) on the test database and broker."""
 
+    kind = "worker"
     ready_marker = "ready."
 
     def __init__(
@@ -81,10 +107,7 @@ class WorkerProcess(CeleryProcess):
 
     def pool_pids(self) -> list[int]:
         """PIDs of the prefork pool's child processes."""
-        out = subprocess.run(
-            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
-        ).stdout
-        return [int(p) for p in out.split()]
+        return self.children()
 
     def tasks_succeeded(self, name: str) -> int:
         """How many `name` tasks this worker has logged as succeeded."""
@@ -99,6 +122,7 @@ class BeatProcess(CeleryProcess):
     picked up by a drain that nobody woke, so tests of those need the beat.
     """
 
+    kind = "beat"
     ready_marker = "beat: Starting..."
 
     def __init__(self, env: dict[str, str]) -> None:
@@ -155,54 +179,46 @@ def worker_env() -> dict[str, str]:
 def celery_processes(
     transactional_db: None, redis_client: redis.Redis
 ) -> Iterator[list[CeleryProcess]]:
-    """Celery subprocesses of one test, on an empty broker db; all stopped at its end."""
+    """Celery subprocesses of one test, on an empty broker db; all killed at its end."""
     redis_client.flushdb()
     processes: list[CeleryProcess] = []
     yield processes
-    for process in processes:  # all at once: a warm shutdown takes seconds each
-        process.terminate()
     for process in processes:
-        process.stop()
+        process.kill()
     redis_client.flushdb()
-
-
-@pytest.fixture
-def start_worker(
-    celery_processes: list[CeleryProcess], worker_env: dict[str, str]
-) -> Callable[..., WorkerProcess]:
-    """Start real Celery workers (and, with `beat=True`, a beat); stopped when the test ends."""
-
-    def start(concurrency: int = 2, queues: str = "outbox,events,saga,notifications",
-              beat: bool = False, **extra_env: str) -> WorkerProcess:  # fmt: skip
-        env = {**worker_env, **extra_env}
-        worker = WorkerProcess(env, concurrency, queues, wait=False)
-        celery_processes.append(worker)
-        if beat:
-            celery_processes.append(BeatProcess(env))
-        for process in celery_processes:
-            process.wait_ready()
-        return worker
-
-    return start
 
 
 @pytest.fixture
 def start_workers(
     celery_processes: list[CeleryProcess], worker_env: dict[str, str]
 ) -> Callable[..., list[WorkerProcess]]:
-    """Start `count` workers side by side (and a beat with `beat=True`); stopped at the end."""
+    """Start `count` real Celery workers side by side (and a beat with `beat=True`).
 
-    def start(count: int, concurrency: int = 2, beat: bool = False,
-              **extra_env: str) -> list[WorkerProcess]:  # fmt: skip
+    Keyword arguments beyond these go into the processes' environment, so a
+    test can turn any setting read from it (`OUTBOX_CHUNK_SIZE="4"`).
+    """
+
+    def start(count: int, concurrency: int = 2, queues: str = ALL_QUEUES,
+              beat: bool = False, **extra_env: str) -> list[WorkerProcess]:  # fmt: skip
         env = {**worker_env, **extra_env}
-        queues = "outbox,events,saga,notifications"
         workers = [WorkerProcess(env, concurrency, queues, wait=False) for _ in range(count)]
         celery_processes.extend(workers)
         if beat:
             celery_processes.append(BeatProcess(env))
-        for process in celery_processes:
+        for process in celery_processes:  # they start in parallel; wait for them all
             process.wait_ready()
         return workers
+
+    return start
+
+
+@pytest.fixture
+def start_worker(start_workers: Callable[..., list[WorkerProcess]]) -> Callable[..., WorkerProcess]:
+    """Start one real Celery worker (and a beat with `beat=True`); killed when the test ends."""
+
+    def start(concurrency: int = 2, queues: str = ALL_QUEUES, beat: bool = False,
+              **extra_env: str) -> WorkerProcess:  # fmt: skip
+        return start_workers(1, concurrency, queues, beat, **extra_env)[0]
 
     return start
 
