@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from rest_framework.utils import json
 
@@ -90,6 +90,7 @@ def _claim(*, user: Any, key: str, fingerprint: str) -> _Claim | StoredResponse:
         lock_id = uuid.uuid4()
         try:
             with transaction.atomic():
+                _commit_without_flush_wait()
                 row = IdempotencyKey.objects.create(
                     user=user,
                     key=key,
@@ -104,6 +105,19 @@ def _claim(*, user: Any, key: str, fingerprint: str) -> _Claim | StoredResponse:
         if outcome is not None:
             return outcome
     raise IdempotencyKeyInFlight()
+
+
+def _commit_without_flush_wait() -> None:
+    """Let the claim's COMMIT return before its WAL record reaches the disk.
+
+    Other requests see the row at commit all the same, which is all the claim is
+    for. The order's own (synchronous) commit comes later in the WAL and flushes
+    the claim with it; a crash before that loses both, and an unclaimed key is
+    what a released one looks like. Saves one disk flush wait per placement.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def _existing(

@@ -28,10 +28,27 @@ def with_fulfilment(orders: QuerySet[Order]) -> QuerySet[Order]:
 
 
 def order_fulfilment(order: Order) -> dict[str, Any]:
-    """The order's FULFILMENT_FIELDS, from its annotations or, without them, one query."""
-    if all(hasattr(order, name) for name in FULFILMENT_FIELDS):
-        return {name: getattr(order, name) for name in FULFILMENT_FIELDS}
-    return with_fulfilment(Order.objects.filter(pk=order.pk)).values(*FULFILMENT_FIELDS).get()
+    """The order's FULFILMENT_FIELDS, from its annotations or, without them, one query.
+
+    The queried state is kept on the order like annotations, so the payment and
+    the shipment of one serialized order cost one query between them.
+    """
+    if not all(hasattr(order, name) for name in FULFILMENT_FIELDS):
+        state = with_fulfilment(Order.objects.filter(pk=order.pk)).values(*FULFILMENT_FIELDS).get()
+        for name, value in state.items():
+            setattr(order, name, value)
+    return {name: getattr(order, name) for name in FULFILMENT_FIELDS}
+
+
+def order_placed_fulfilment(order: Order) -> Order:
+    """Annotate a just-placed order as having no payment and no shipment, without a query.
+
+    Only for the order `order_place` returned, before its transaction commits:
+    its saga starts after the commit, so nothing can have been charged or booked.
+    """
+    for name in FULFILMENT_FIELDS:
+        setattr(order, name, None)
+    return order
 
 
 def order_list(*, user: Any, status: str | None = None) -> QuerySet[Order]:

@@ -32,7 +32,7 @@ from orders.api.serializers import (
 )
 from orders.idempotency import StoredResponse, idempotent_call, key_is_valid, request_fingerprint
 from orders.models import Order, Status
-from orders.selectors import order_get, order_list, order_timeline
+from orders.selectors import order_get, order_list, order_placed_fulfilment, order_timeline
 from orders.services import LineRequest, order_cancel, order_place
 from shopflow.api.exceptions import BadRequest
 from shopflow.api.parsers import JSONParser
@@ -88,7 +88,7 @@ def _place(request: Request, data: dict[str, Any]) -> StoredResponse:
         payment_token=data["payment_token"],
         shipping_address=data["shipping_address"],
     )
-    body = JSONRenderer().render(OrderOutput(order).data).decode()
+    body = JSONRenderer().render(OrderOutput(order_placed_fulfilment(order)).data).decode()
     location = request.build_absolute_uri(reverse("order-detail", args=[order.id]))
     return StoredResponse(status.HTTP_201_CREATED, body, {"Location": location})
 
