@@ -47,7 +47,7 @@ def test_wiping_redis_mid_run_loses_no_event_and_duplicates_none(start_worker, r
     rows = probes_record(
         ProbeHappened(aggregate=f"a{a}", seq=seq, delay_ms=10)
         for seq in range(1, 4)
-        for a in range(30)
+        for a in range(16)
     )
     assert wait_until(lambda: redis_client.llen("events") >= 3, timeout=30)
     # when: queued deliveries, drain requests and the wake-up key are all lost
