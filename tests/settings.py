@@ -45,3 +45,10 @@ SAGA_STEP_LEASE_SECONDS = env.float("SAGA_STEP_LEASE_SECONDS", default=3.0)
 SAGA_BACKOFF_BASE = env.float("SAGA_BACKOFF_BASE", default=0.05)
 SAGA_BACKOFF_MAX = env.float("SAGA_BACKOFF_MAX", default=0.4)
 SAGA_WAKE_GRACE_SECONDS = env.float("SAGA_WAKE_GRACE_SECONDS", default=1.0)
+SAGA_WATCHDOG_INTERVAL = env.float("SAGA_WATCHDOG_INTERVAL", default=0.2)
+# The beat schedule was built from the production intervals; a test beat runs at these.
+CELERY_BEAT_SCHEDULE = {
+    **CELERY_BEAT_SCHEDULE,  # noqa: F405
+    "drain-outbox": {"task": "outbox.drain_outbox", "schedule": OUTBOX_POLL_INTERVAL},
+    "saga-watchdog": {"task": "sagas.watchdog", "schedule": SAGA_WATCHDOG_INTERVAL},
+}
