@@ -50,7 +50,7 @@ class CeleryProcess:
                 self.proc.wait()
 
 
-def worker_start(env: dict[str, str], concurrency: int = 2) -> CeleryProcess:
+def worker_start(env: dict[str, str], concurrency: int = 2, name: str = "worker") -> CeleryProcess:
     """A prefork worker on every ShopFlow queue, as the Procfile's `worker`."""
     args = [
         "worker", "-Q", "outbox,events,saga,notifications", "--concurrency", str(concurrency),
@@ -58,11 +58,11 @@ def worker_start(env: dict[str, str], concurrency: int = 2) -> CeleryProcess:
         "--without-gossip", "--without-mingle", "--without-heartbeat",
         "-n", f"bench-{os.getpid()}@%h",
     ]  # fmt: skip
-    return CeleryProcess("worker", args, env, ready="ready.")
+    return CeleryProcess(name, args, env, ready="ready.")
 
 
-def beat_start(env: dict[str, str]) -> CeleryProcess:
+def beat_start(env: dict[str, str], name: str = "beat") -> CeleryProcess:
     """Celery beat with the project's schedule (the relay's polling safety net)."""
     schedule = Path(tempfile.mkdtemp(prefix="shopflow-bench-")) / "celerybeat-schedule"
     args = ["beat", "--loglevel", "INFO", "--schedule", str(schedule)]
-    return CeleryProcess("beat", args, env, ready="beat: Starting")
+    return CeleryProcess(name, args, env, ready="beat: Starting")
