@@ -34,6 +34,15 @@ def _count_call(kind: str, key: str) -> int:
     return call.attempts + 1
 
 
+def _network_leg() -> None:
+    """Half of PAYMENT_SANDBOX_DELAY_SECONDS: a call takes time to arrive and to answer.
+
+    The answer's half opens the window a real provider has, where money moved
+    but the caller has not heard yet; a crash there must not charge twice.
+    """
+    time.sleep(settings.PAYMENT_SANDBOX_DELAY_SECONDS / 2)
+
+
 def _recorded(kind: str, key: str) -> SandboxLedgerEntry | None:
     return SandboxLedgerEntry.objects.filter(kind=kind, idempotency_key=key).first()
 
@@ -52,7 +61,13 @@ class SandboxGateway:
     """The default gateway (settings.PAYMENT_GATEWAY)."""
 
     def charge(self, *, amount: Decimal, currency: str, token: str, idempotency_key: str) -> Charge:
-        time.sleep(settings.PAYMENT_SANDBOX_DELAY_SECONDS)
+        _network_leg()
+        try:
+            return self._charge(amount, currency, token, idempotency_key)
+        finally:
+            _network_leg()
+
+    def _charge(self, amount: Decimal, currency: str, token: str, idempotency_key: str) -> Charge:
         entry = _recorded(SandboxLedgerEntry.Kind.CHARGE, idempotency_key)
         if entry is None:
             attempt = _count_call("charge", idempotency_key)
@@ -71,7 +86,13 @@ class SandboxGateway:
         return Charge(reference=entry.reference, amount=entry.amount, currency=entry.currency)
 
     def refund(self, *, charge_ref: str, amount: Decimal, idempotency_key: str) -> Refund:
-        time.sleep(settings.PAYMENT_SANDBOX_DELAY_SECONDS)
+        _network_leg()
+        try:
+            return self._refund(charge_ref, amount, idempotency_key)
+        finally:
+            _network_leg()
+
+    def _refund(self, charge_ref: str, amount: Decimal, idempotency_key: str) -> Refund:
         entry = _recorded(SandboxLedgerEntry.Kind.REFUND, idempotency_key)
         if entry is None:
             charge = SandboxLedgerEntry.objects.get(
