@@ -92,6 +92,11 @@ def fail_order(saga: Saga) -> None:
         order_fail(order_id=order.id, reason=saga.failure_reason)
 
 
+def order_cancelled(saga: Saga) -> bool:
+    """Whether the order was cancelled, even if its `order.cancelled` is not handled yet."""
+    return Order.objects.filter(pk=saga.key, status=Status.CANCELLED).exists()
+
+
 fulfilment = register(
     SagaDefinition(
         name=FULFILMENT,
@@ -105,5 +110,6 @@ fulfilment = register(
         ),
         on_completed=confirm_order,
         on_compensated=fail_order,
+        called_off=order_cancelled,
     )
 )  # fmt: skip

@@ -51,6 +51,9 @@ class SagaDefinition:
     on_completed: Callable[[Saga], bool]
     # Runs in the transaction that finishes compensation.
     on_compensated: Callable[[Saga], None]
+    # Whether the business object was called off, read at each step boundary: the
+    # cancellation's own message may still be on its way, and nothing new should start.
+    called_off: Callable[[Saga], bool] = lambda saga: False
 
 
 _DEFINITIONS: dict[str, SagaDefinition] = {}

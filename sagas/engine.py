@@ -100,6 +100,8 @@ def _claim_action(saga: Saga, definition: SagaDefinition) -> Move | None:
     in_doubt = step is not None and step.status == SagaStep.Status.RUNNING
     if step is not None and _busy(step, now) and (in_doubt or not saga.cancel_requested):
         return None
+    if not in_doubt and not saga.cancel_requested and definition.called_off(saga):
+        saga.cancel_requested = True
     # A step whose worker died may have acted: run it again (idempotently) even
     # when cancelled, so its effect is known and can be compensated.
     if saga.cancel_requested and not in_doubt:
