@@ -19,11 +19,10 @@ from django.conf import settings
 from django.db import connection
 
 from outbox import relay
-from outbox.models import Delivery
 from sagas import tasks
 from sagas.models import Saga
 from tests.conftest import WorkerProcess, wait_until
-from tests.sagas.scenarios import HANDLER, InProcessSaga
+from tests.sagas.scenarios import InProcessSaga, quiet
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +42,10 @@ class ModuleWorker:
         if self.worker is None or self.env != wanted or self.worker.proc.poll() is not None:
             self.stop()
             self.broker.flushdb()
-            self.worker, self.env = WorkerProcess(env, concurrency, "outbox,events,saga"), wanted
+            self.worker, self.env = (
+                WorkerProcess(env, concurrency, "outbox,events,saga,notifications"),
+                wanted,
+            )
         return self.worker
 
     def stop(self) -> None:
@@ -106,14 +108,6 @@ class Beat(threading.Thread):
     def stop(self) -> None:
         self.stopped.set()
         self.join(timeout=10)
-
-
-def quiet() -> bool:
-    """No saga active and no saga-handler delivery waiting."""
-    return not (
-        Saga.objects.filter(status__in=Saga.ACTIVE).exists()
-        or Delivery.objects.filter(handler=HANDLER, status="pending").exists()
-    )
 
 
 @pytest.fixture

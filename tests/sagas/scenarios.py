@@ -60,15 +60,22 @@ def timeline(order: Order) -> list[str]:
 
 def settled(order: Order) -> bool:
     """Whether the order's saga has nothing left to do (and the order is past pending)."""
+    # Read in causal order: a delivery handled after the saga was read could restart it.
+    if Delivery.objects.filter(
+        handler=HANDLER, aggregate_key=f"order:{order.pk}", status="pending"
+    ).exists():
+        return False
     saga = saga_of(order)
     return (
-        saga is not None
-        and saga.status not in Saga.ACTIVE
-        and reloaded(order).status != "pending"
-        and not Delivery.objects.filter(
-            handler=HANDLER, aggregate_key=f"order:{order.pk}", status="pending"
-        ).exists()
+        saga is not None and saga.status not in Saga.ACTIVE and reloaded(order).status != "pending"
     )
+
+
+def quiet() -> bool:
+    """No saga-handler delivery waiting and no saga active (read in that order, as above)."""
+    if Delivery.objects.filter(handler=HANDLER, status="pending").exists():
+        return False
+    return not Saga.objects.filter(status__in=Saga.ACTIVE).exists()
 
 
 def wait_settled(order: Order, timeout: float = 40) -> Order:
@@ -184,19 +191,12 @@ class InProcessSaga:
         """One unit of work: a batch of deliveries, else one advance; whether anything ran."""
         return bool(self.deliver(times)) or self.advance(times)
 
-    def quiet(self) -> bool:
-        busy_deliveries = Delivery.objects.filter(handler=HANDLER, status="pending")
-        return (
-            not busy_deliveries.exists()
-            and not Saga.objects.filter(status__in=Saga.ACTIVE).exists()
-        )
-
     def run_until_quiet(self, rounds: int = 2000) -> None:
         """Work until nothing is left; expired leases come back through the watchdog."""
         for _ in range(rounds):
             if self.step():
                 continue
-            if self.quiet():
+            if quiet():
                 return
             tasks.saga_watchdog()  # queues an advance for every saga due by its wake_at
             if not self.advances:
