@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -28,8 +29,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["wait"] < 0:
-            raise CommandError("--wait must be zero or more seconds")
+        wait = options["wait"]
+        # `not >= 0` refuses nan too, which argparse's float accepts and no deadline compares to.
+        if not (wait >= 0 and math.isfinite(wait)):
+            raise CommandError(
+                f"--wait must be a finite number of seconds, zero or more, not {wait:g}"
+            )
         with tqdm(unit="event", file=self.stderr._out, delay=1.0, disable=None, leave=False) as bar:
 
             def advance(done: int, total: int) -> None:
