@@ -184,8 +184,12 @@ class InProcessSaga:
             return False
         saga_id = self.advances.popleft()
         for _ in range(times):
-            engine.saga_advance(UUID(saga_id))
+            self.run_advance(saga_id)
         return True
+
+    def run_advance(self, saga_id: str) -> None:
+        """What the `sagas.advance` task does, here and now."""
+        engine.saga_advance(UUID(saga_id))
 
     def step(self, times: int = 1) -> bool:
         """One unit of work: a batch of deliveries, else one advance; whether anything ran."""
