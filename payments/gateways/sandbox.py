@@ -109,6 +109,11 @@ class SandboxGateway:
     ) -> SandboxLedgerEntry:
         with transaction.atomic():
             SandboxLedgerEntry.objects.select_for_update().get(pk=charge.pk)  # serialise refunds
+            # A racing call with the same key may have refunded while this one waited:
+            # that refund is this call's answer, not a second refund to refuse.
+            entry = _recorded(SandboxLedgerEntry.Kind.REFUND, idempotency_key)
+            if entry is not None:
+                return entry
             refunded = SandboxLedgerEntry.objects.filter(
                 kind=SandboxLedgerEntry.Kind.REFUND, charge_reference=charge.reference
             ).aggregate(total=Sum("amount"))["total"] or Decimal("0")
