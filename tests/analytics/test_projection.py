@@ -178,6 +178,7 @@ def test_projection_of_500_random_orders_matches_the_orders_and_its_rebuild(star
         orders += [order_random(rng, customers).pk for _ in range(50)]
         confirmed_then_cancelled += sum(cancel_unless_final(pk) for pk in rng.sample(orders, k=8))
     assert wait_until(quiet, timeout=480, interval=0.2)
+    assert not Delivery.objects.filter(status="dead").exists()
     # when
     live = projection()
     # then: the projection agrees with the orders and payments
