@@ -130,6 +130,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 # Short tasks; the outbox lease, not the broker, recovers lost messages.
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=16)
+# Tasks a worker process runs on one database connection before reconnecting. Unset,
+# Celery reconnects around every task (celery#9824), a new PostgreSQL backend each
+# time; shopflow.celery drops broken or CONN_MAX_AGE-expired connections between tasks.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_TASK_DEFAULT_QUEUE = "events"
 # Workers consume these queues (`celery worker -Q outbox,events,saga,notifications`).
 SHOPFLOW_QUEUES = ("outbox", "events", "saga", "notifications")
