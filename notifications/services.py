@@ -73,6 +73,9 @@ def notification_send(*, event_id: UUID, kind: str, order_id: UUID, attempt: int
     Runs in the delivery's transaction; the unique (event, kind) row, locked
     here, is what stops a redelivered or replayed event from e-mailing twice.
     An SMTP error propagates, so the outbox retries and in the end dead-letters.
+    The one duplicate this cannot rule out: the server accepts the message and
+    the commit then fails; the retry sends again (at-least-once, as with any
+    side effect no transaction can take back).
     """
     order = Order.objects.select_related("customer").get(pk=order_id)
     notification, _ = Notification.objects.select_for_update().get_or_create(

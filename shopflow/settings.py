@@ -275,6 +275,9 @@ SHOP_CURRENCY = env.str("SHOP_CURRENCY", default="USD")
 CARRIER_WEBHOOK_SECRET = env.str("CARRIER_WEBHOOK_SECRET", default="dev-carrier-webhook-secret")
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
+# Seconds an SMTP call may take: a stuck mail server must not hold a worker (and the
+# delivery's row lock) forever; the outbox retries the send instead.
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="shop@shopflow.local")
 
 # --- Logging: one structured line per delivery outcome -------------------------------
