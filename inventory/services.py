@@ -146,22 +146,22 @@ def _held_lines(reservation: Reservation) -> dict[str, int]:
 
 def reservation_release(*, order_id: UUID) -> Reservation | None:
     """Give an active reservation's units back; does nothing if none is active."""
-    with transaction.atomic():
-        reservation = _lock_reservation(order_id)
-        if reservation is None or reservation.status != Reservation.Status.ACTIVE:
-            return reservation
-        lines = _held_lines(reservation)
-        products = _lock_products(lines)
-        for sku, quantity in lines.items():
-            Product.objects.filter(pk=products[sku].pk).update(reserved=F("reserved") - quantity)
-        reservation.status = Reservation.Status.RELEASED
-        reservation.raise_event(StockReleased(order_id=order_id, lines=_stock_lines(lines)))
-        reservation.save(update_fields=["status", "updated_at"])
-    return reservation
+    return _settle(order_id, Reservation.Status.RELEASED, StockReleased, on_hand_too=False)
 
 
 def reservation_commit(*, order_id: UUID) -> Reservation | None:
     """Turn an active reservation into a shipment: the units leave `on_hand`."""
+    return _settle(order_id, Reservation.Status.COMMITTED, ReservationCommitted, on_hand_too=True)
+
+
+def _settle(
+    order_id: UUID,
+    status: str,
+    event: type[StockReleased] | type[ReservationCommitted],
+    *,
+    on_hand_too: bool,
+) -> Reservation | None:
+    """End an active reservation: its units leave `reserved` (and `on_hand` if shipped)."""
     with transaction.atomic():
         reservation = _lock_reservation(order_id)
         if reservation is None or reservation.status != Reservation.Status.ACTIVE:
@@ -169,10 +169,11 @@ def reservation_commit(*, order_id: UUID) -> Reservation | None:
         lines = _held_lines(reservation)
         products = _lock_products(lines)
         for sku, quantity in lines.items():
-            Product.objects.filter(pk=products[sku].pk).update(
-                reserved=F("reserved") - quantity, on_hand=F("on_hand") - quantity
-            )
-        reservation.status = Reservation.Status.COMMITTED
-        reservation.raise_event(ReservationCommitted(order_id=order_id, lines=_stock_lines(lines)))
+            change = {"reserved": F("reserved") - quantity}
+            if on_hand_too:
+                change["on_hand"] = F("on_hand") - quantity
+            Product.objects.filter(pk=products[sku].pk).update(**change)
+        reservation.status = status
+        reservation.raise_event(event(order_id=order_id, lines=_stock_lines(lines)))
         reservation.save(update_fields=["status", "updated_at"])
     return reservation
