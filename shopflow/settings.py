@@ -110,6 +110,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 # In development whitenoise finds files in the apps directly; production runs collectstatic.
 WHITENOISE_USE_FINDERS = DEBUG
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request otherwise
 
 # --- Celery ---------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"
