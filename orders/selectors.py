@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
 
-from orders.models import Order, OrderItem, TimelineEntry
+from orders.models import Order, OrderItem, Status, TimelineEntry
 from payments.models import Payment
 from shipping.models import Shipment
 
@@ -71,3 +72,15 @@ def order_get(*, user: Any, order_id: UUID) -> Order | None:
 def order_timeline(*, order_id: UUID) -> QuerySet[TimelineEntry]:
     """Every domain event about the order, oldest first."""
     return TimelineEntry.objects.filter(order_id=order_id).order_by("occurred_at", "id")
+
+
+def order_status_counts(*, since: datetime) -> dict[str, int]:
+    """Orders placed at or after `since`, by their status now (every status, zeros included)."""
+    rows = (
+        Order.objects.filter(created_at__gte=since)
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counts = dict(rows)
+    return {status: counts.get(status, 0) for status in Status.values}

@@ -1,4 +1,4 @@
-"""Reads of the outbox: backlog, lag, dead letters, blocked aggregates, event selections.
+"""Reads of the outbox: backlog, lag, throughput, dead letters, blocked aggregates, selections.
 
 `outbox_stats()` is what /healthz, /metrics and `outbox_status` share: one
 grouped query over unfinished deliveries (the partial `delivery_unfinished_idx`
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, TruncMinute
 from django.utils import timezone
 
 from outbox.models import Delivery, OutboxEvent
@@ -85,6 +85,32 @@ def outbox_stats(*, now: datetime | None = None) -> OutboxStats:
             row["pending"], row["dead"], row["blocked"], _age(row["oldest"], now)
         )
     return _totals(dict(sorted(handlers.items())))
+
+
+def deliveries_done_per_minute(
+    *, minutes: int, now: datetime | None = None
+) -> list[tuple[datetime, int]]:
+    """Deliveries handled in each of the last `minutes` clock minutes, oldest first.
+
+    The last minute is the one still running. A range over the `done_at` index.
+    """
+    now = now or timezone.now()
+    start = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
+    rows = (
+        Delivery.objects.filter(done_at__gte=start, done_at__lte=now)
+        .annotate(minute=TruncMinute("done_at"))
+        .values_list("minute")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counts = dict(rows)
+    minutes_shown = [start + timedelta(minutes=i) for i in range(minutes)]
+    return [(minute, counts.get(minute, 0)) for minute in minutes_shown]
+
+
+def deliveries_done_since(since: datetime) -> int:
+    """Deliveries handled at or after `since` (a range over the `done_at` index)."""
+    return Delivery.objects.filter(done_at__gte=since).count()
 
 
 def _totals(handlers: dict[str, HandlerStats]) -> OutboxStats:

@@ -224,6 +224,10 @@ CELERY_BEAT_SCHEDULE = {
 if SHIPPING_SANDBOX_AUTO_ADVANCE:
     CELERY_BEAT_SCHEDULE["sandbox-carrier"] = {"task": "shipping.sandbox_advance", "schedule": 5.0}
 
+# --- Operator dashboard (/admin/dashboard/) ---------------------------------------
+# Seconds between the open page's fetches of fresh counts (a handful of grouped queries).
+ADMIN_DASHBOARD_REFRESH_SECONDS = env.float("ADMIN_DASHBOARD_REFRESH_SECONDS", default=5.0)
+
 # --- Metrics ----------------------------------------------------------------------
 # Web, worker and beat are separate processes: in prometheus_client's multiprocess mode
 # each writes its samples to files (named by pid) in this directory and /metrics adds
