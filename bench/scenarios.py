@@ -80,8 +80,18 @@ def _wait(predicate, timeout: float, interval: float = 0.005) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"benchmark step not finished after {timeout}s")
+            raise TimeoutError(f"benchmark step not finished after {timeout}s: {_outbox_state()}")
         time.sleep(interval)
+
+
+def _outbox_state() -> str:
+    """Deliveries by status and lease, for a step that never finished."""
+    from django.db.models import Count, Q
+
+    counts = Delivery.objects.values("status").annotate(
+        n=Count("id"), leased=Count("id", filter=Q(lease_id__isnull=False))
+    )
+    return ", ".join(f"{c['status']}={c['n']} (leased {c['leased']})" for c in counts)
 
 
 def e2e_throughput(events: int, aggregates: int, timeout: float = 120) -> float:

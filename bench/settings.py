@@ -4,3 +4,5 @@ from shopflow.settings import *  # noqa: F403
 from shopflow.settings import INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "bench"]
+# Measured as production runs: DEBUG records every query in memory.
+DEBUG = False
