@@ -30,6 +30,7 @@ class Tally:
     errors: list[str] = field(default_factory=list)
     first_sent: float = 0.0
     last_done: float = 0.0
+    dropped: int = 0  # open loop: still waiting for a free connection when time was up
 
     def count(self, status: int, latency_ms: float) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1
@@ -65,7 +66,22 @@ class Connection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def send(self, request: bytes) -> int:
-        """Send one request, read its response; returns the status code."""
+        """Send one request, read its response; returns the status code.
+
+        A kept-alive connection the server closed while idle (gunicorn's keepalive
+        timeout) fails before any byte of response: reconnect and send again once.
+        """
+        if self.writer is None:
+            return await self._exchange(request)
+        try:
+            return await self._exchange(request)
+        except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as exc:
+            if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                raise
+            self.close()
+            return await self._exchange(request)
+
+    async def _exchange(self, request: bytes) -> int:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         self.writer.write(request)
@@ -113,15 +129,24 @@ async def closed_loop(spec: dict, requests: Requests, tally: Tally) -> None:
 
 
 async def open_loop(spec: dict, requests: Requests, tally: Tally) -> None:
-    """Send at a fixed rate over a pool of connections; a late request waits for one."""
+    """Send at a fixed rate over a pool of connections; a late request waits for one.
+
+    A request still waiting for a connection when the duration is over is
+    dropped (counted): a server that falls behind ends the run on time.
+    """
     idle: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(spec["connections"]):
         idle.put_nowait(Connection(spec["host"], spec["port"]))
     total = round(spec["rate"] * spec["duration"])
     started = tally.first_sent = time.perf_counter()
+    deadline = started + spec["duration"]
 
     async def fire(scheduled: float) -> None:
         conn = await idle.get()
+        if time.perf_counter() > deadline:
+            tally.dropped += 1
+            idle.put_nowait(conn)
+            return
         try:
             await _one(conn, requests.next(), tally, scheduled)
         finally:
@@ -153,6 +178,7 @@ def main() -> None:
             "latencies_ms": tally.latencies_ms,
             "errors": tally.errors[:20],
             "error_count": len(tally.errors),
+            "dropped": tally.dropped,
         },
         sys.stdout,
     )

@@ -19,12 +19,17 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 # Run as a script, bench/ would come first on sys.path and bench/outbox.py would
 # shadow the `outbox` app; the repository root must come first.
 sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
+
+if TYPE_CHECKING:
+    from bench.web import Gunicorn, LoadResult
 
 CUSTOMERS = 200
 PRODUCTS = 20
@@ -66,41 +71,58 @@ def queries_per_request(token: str, body: dict) -> dict[str, int]:
     return counts
 
 
-def _round(port: int, path: str, tokens: list[str], bodies: list[dict], seconds: float,
-           connections: int):  # fmt: skip
+@dataclass(frozen=True)
+class Round:
+    load: LoadResult
+    cpu: dict[str, float]  # CPU seconds: web (gunicorn), postgres (its backends), client
+
+    def cpu_ms_per_request(self, name: str) -> float:
+        return self.cpu[name] * 1000 / self.load.requests
+
+
+def _round(web: Gunicorn, path: str, tokens: list[str], bodies: list[dict], seconds: float,
+           connections: int) -> Round:  # fmt: skip
+    from bench.cpu import CpuMeter
     from bench.web import load_run
 
-    result = load_run(port, path, tokens, bodies, duration=seconds, connections=connections)
+    meter = CpuMeter(web=web.proc.pid).start()
+    result = load_run(web.port, path, tokens, bodies, duration=seconds, connections=connections)
+    cpu = {**meter.stop(), "client": result.cpu_seconds}
     if result.error_count or result.ok(201) != result.requests:
         sys.exit(
             f"bench: {path}: {result.statuses}, {result.error_count} errors {result.errors[:3]}"
         )
-    return result
+    return Round(result, cpu)
 
 
-def measure(args: argparse.Namespace, env: dict[str, str], tokens: list[str], bodies: list[dict]):
-    """Interleaved rounds of the bare insert and of placement; returns both lists of results."""
+def measure(
+    args: argparse.Namespace, env: dict[str, str], tokens: list[str], bodies: list[dict]
+) -> tuple[list[Round], list[Round]]:
+    """Interleaved rounds of the bare insert and of placement; returns both lists."""
     from bench.web import Gunicorn
 
     web = Gunicorn(env, workers=args.workers, threads=args.threads)
     try:
         for path in (BARE_PATH, ORDERS_PATH):  # warm every worker's connections and caches
-            _round(web.port, path, tokens, bodies, 3.0, args.connections)
+            _round(web, path, tokens, bodies, 3.0, args.connections)
         bare, orders = [], []
         for _ in range(args.rounds):
             for path, results in ((BARE_PATH, bare), (ORDERS_PATH, orders)):
-                results.append(
-                    _round(web.port, path, tokens, bodies, args.seconds, args.connections)
-                )
+                results.append(_round(web, path, tokens, bodies, args.seconds, args.connections))
     finally:
         web.stop()
     return bare, orders
 
 
-def _pooled(results) -> tuple[float, list[float]]:
-    """Median rate over the rounds, and every round's latencies together (sorted)."""
-    rate = statistics.median(r.per_second for r in results)
-    return rate, sorted(ms for r in results for ms in r.latencies_ms)
+def _pooled(rounds: list[Round]) -> tuple[float, list[float], dict[str, float]]:
+    """Median rate over the rounds, all their latencies (sorted), median CPU ms per request."""
+    rate = statistics.median(r.load.per_second for r in rounds)
+    latencies = sorted(ms for r in rounds for ms in r.load.latencies_ms)
+    cpu = {
+        name: round(statistics.median(r.cpu_ms_per_request(name) for r in rounds), 2)
+        for name in rounds[0].cpu
+    }
+    return rate, latencies, cpu
 
 
 def main() -> None:
@@ -130,8 +152,8 @@ def main() -> None:
     placed = Order.objects.count()
     shop_reset()
 
-    bare_rate, bare_ms = _pooled(bare)
-    rate, ms = _pooled(orders)
+    bare_rate, bare_ms, bare_cpu = _pooled(bare)
+    rate, ms, cpu = _pooled(orders)
     result = {
         "orders_per_s": round(rate),
         "p50_ms": round(percentile(ms, 0.50), 1),
@@ -140,8 +162,11 @@ def main() -> None:
         "bare_insert_per_s": round(bare_rate),
         "bare_p50_ms": round(percentile(bare_ms, 0.50), 1),
         "bare_p99_ms": round(percentile(bare_ms, 0.99), 1),
-        "orders_runs": [round(r.per_second) for r in orders],
-        "bare_runs": [round(r.per_second) for r in bare],
+        "orders_runs": [round(r.load.per_second) for r in orders],
+        "bare_runs": [round(r.load.per_second) for r in bare],
+        # CPU per request of gunicorn's processes, of PostgreSQL's backends, of the client
+        "cpu_ms_per_order": cpu,
+        "cpu_ms_per_bare_insert": bare_cpu,
         "queries_per_order": queries["orders"],
         "queries_per_bare_insert": queries["bare"],
         "orders_placed": placed,
@@ -156,12 +181,17 @@ def main() -> None:
     print(json.dumps(result))
 
 
+def _cpu(used: dict[str, float]) -> str:
+    return f"{used['web']:.1f} / {used['postgres']:.1f}"
+
+
 def _print_table(r: dict) -> None:
     rows = [
         ("orders placed / s", r["orders_per_s"], ">= 400"),
         ("  p50 (ms)", r["p50_ms"], ""),
         ("  p99 (ms)", r["p99_ms"], "<= 100"),
         ("  queries per placement", r["queries_per_order"], ""),
+        ("  CPU ms: web / postgres", _cpu(r["cpu_ms_per_order"]), ""),
         (
             "bare DRF insert / s",
             r["bare_insert_per_s"],
@@ -170,6 +200,7 @@ def _print_table(r: dict) -> None:
         ("  p50 (ms)", r["bare_p50_ms"], ""),
         ("  p99 (ms)", r["bare_p99_ms"], ""),
         ("  queries per insert", r["queries_per_bare_insert"], ""),
+        ("  CPU ms: web / postgres", _cpu(r["cpu_ms_per_bare_insert"]), ""),
     ]
     for name, value, note in rows:
         print(f"{name:32} {value!s:>10}  {note}")

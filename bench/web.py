@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import signal
 import socket
 import subprocess
@@ -76,6 +77,8 @@ class LoadResult:
     error_count: int
     errors: list[str]
     started_at: float
+    dropped: int  # open loop: not sent, the server being too far behind
+    cpu_seconds: float  # the load generator's own
 
     @property
     def per_second(self) -> float:
@@ -92,12 +95,14 @@ def load_run(port: int, path: str, tokens: list[str], bodies: list[dict], *, dur
         "host": HOST, "port": port, "path": path, "tokens": tokens, "bodies": bodies,
         "duration": duration, "connections": connections, "rate": rate,
     }  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [sys.executable, "-m", "bench.loadgen"],
         cwd=ROOT, input=json.dumps(spec), capture_output=True, text=True, check=False,
     )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed:\n{done.stderr[-3000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     raw = json.loads(done.stdout)
     latencies = sorted(raw["latencies_ms"])
     return LoadResult(
@@ -108,4 +113,6 @@ def load_run(port: int, path: str, tokens: list[str], bodies: list[dict], *, dur
         error_count=raw["error_count"],
         errors=raw["errors"],
         started_at=raw["started_at"],
+        dropped=raw["dropped"],
+        cpu_seconds=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
     )
