@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.db.models import F, Q
 
@@ -17,6 +19,10 @@ class Product(EventSource, models.Model):
     active = models.BooleanField(default=True)
     on_hand = models.PositiveIntegerField(default=0)
     reserved = models.PositiveIntegerField(default=0)
+    # What `manage.py audit` checks stock against: on_hand = initial_stock +
+    # restocked_total - units committed to shipped orders. Never edited by hand.
+    initial_stock = models.PositiveIntegerField(default=0, editable=False)
+    restocked_total = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -33,6 +39,12 @@ class Product(EventSource, models.Model):
 
     def __str__(self) -> str:
         return f"{self.sku} ({self.name})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A new product starts with what it has on hand, however it is created.
+        if self._state.adding and not self.initial_stock:
+            self.initial_stock = self.on_hand
+        super().save(*args, **kwargs)
 
     @property
     def available(self) -> int:

@@ -58,8 +58,9 @@ def product_restock(*, sku: str, quantity: int) -> Product:
         if product is None:
             raise UnknownProduct(sku)
         product.on_hand = F("on_hand") + quantity
-        product.save(update_fields=["on_hand", "updated_at"])
-        product.refresh_from_db(fields=["on_hand"])
+        product.restocked_total = F("restocked_total") + quantity
+        product.save(update_fields=["on_hand", "restocked_total", "updated_at"])
+        product.refresh_from_db(fields=["on_hand", "restocked_total"])
         events_record([ProductRestocked(sku=sku, quantity=quantity, on_hand=product.on_hand)])
     return product
 
