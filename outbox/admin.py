@@ -30,7 +30,7 @@ from outbox.selectors import (
     events_in_state,
     events_with_state,
 )
-from outbox.services import deliveries_requeue
+from outbox.services import deliveries_acknowledge, deliveries_requeue
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -220,10 +220,10 @@ class DeliveryAdmin(ReadOnlyAdmin):
     fields = (
         "id", "handler", "status", "event_link", "aggregate_key", "attempts",
         "next_attempt_at", "lease_id", "lease_expires_at", "created_at", "done_at",
-        "last_error", "traceback",
+        "acknowledged_at", "last_error", "traceback",
     )  # fmt: skip
     readonly_fields = ("event_link", "traceback")
-    actions = ("requeue_dead_letters",)
+    actions = ("requeue_dead_letters", "acknowledge_dead_letters")
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str
@@ -255,3 +255,11 @@ class DeliveryAdmin(ReadOnlyAdmin):
     def requeue_dead_letters(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = deliveries_requeue(ids=queryset.filter(status=DEAD).values_list("pk", flat=True))
         self.message_user(request, f"Requeued {count} dead letters.", messages.SUCCESS)
+
+    @admin.action(
+        description="Acknowledge dead letters (audit stops reporting them)",
+        permissions=["operate"],
+    )
+    def acknowledge_dead_letters(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = deliveries_acknowledge(ids=queryset.values_list("pk", flat=True))
+        self.message_user(request, f"Acknowledged {count} dead letters.", messages.SUCCESS)

@@ -90,6 +90,10 @@ class Delivery(models.Model):
     last_traceback = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     done_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # An operator saw this dead letter and accepted it (`manage.py audit` stops
+    # reporting it). Dead letters record their death in `next_attempt_at`, so an
+    # acknowledgement older than that is for an earlier death and no longer counts.
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -124,6 +124,18 @@ def deliveries_requeue(
     return count
 
 
+def deliveries_acknowledge(*, ids: Iterable[int]) -> int:
+    """Mark dead letters as seen and accepted by an operator; they stay dead.
+
+    `manage.py audit` reports unacknowledged dead letters only. A requeued
+    delivery that dies again is reported again: its death is newer than the
+    acknowledgement (see `Delivery.acknowledged_at`).
+    """
+    return Delivery.objects.filter(pk__in=set(ids), status=Delivery.Status.DEAD).update(
+        acknowledged_at=timezone.now()
+    )
+
+
 def _nudge_now(count: int) -> None:
     if count and settings.OUTBOX_WAKE_ON_COMMIT:
         from outbox.relay import relay_wake
