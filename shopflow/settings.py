@@ -203,6 +203,12 @@ SAGA_MAX_COUNTDOWN = env.float("SAGA_MAX_COUNTDOWN", default=10.0)
 SAGA_WATCHDOG_INTERVAL = env.float("SAGA_WATCHDOG_INTERVAL", default=1.0)
 SAGA_WATCHDOG_BATCH = env.int("SAGA_WATCHDOG_BATCH", default=500)
 
+# --- Audit (`manage.py audit`) -------------------------------------------------------
+# Seconds a delivery may stay pending before the audit reports it as stuck.
+AUDIT_MAX_PENDING_SECONDS = env.float("AUDIT_MAX_PENDING_SECONDS", default=300.0)
+# Seconds past a saga step's lease (or the saga's wake-up) before the audit calls it stuck.
+AUDIT_SAGA_GRACE_SECONDS = env.float("AUDIT_SAGA_GRACE_SECONDS", default=60.0)
+
 # --- Providers (import paths) and their sandboxes ----------------------------------------
 PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="payments.gateways.sandbox.SandboxGateway")
 SHIPPING_CARRIER = env.str("SHIPPING_CARRIER", default="shipping.carriers.sandbox.SandboxCarrier")
