@@ -8,6 +8,7 @@ backends) does not, and 2 cores divided by it is the ceiling.
 from __future__ import annotations
 
 import os
+import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -40,8 +41,8 @@ def tree_cpu(root: int) -> float:
     return total
 
 
-def database_cpu() -> float:
-    """CPU seconds of the PostgreSQL backends now connected to Django's database (same host)."""
+def _backend_pids() -> list[int]:
+    """PIDs of the PostgreSQL backends connected to Django's database, but this thread's."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -49,28 +50,49 @@ def database_cpu() -> float:
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
             " AND pid <> pg_backend_pid()"
         )
-        pids = [pid for (pid,) in cursor.fetchall()]
-    return sum(stat[1] for pid in pids if (stat := _stat(pid)) is not None)
+        return [pid for (pid,) in cursor.fetchall()]
 
 
 class CpuMeter:
-    """CPU seconds used between `start()` and `stop()` by process trees and the database."""
+    """CPU seconds used between `start()` and `stop()` by process trees and the database.
+
+    Backends come and go (CONN_MAX_AGE), taking their CPU with them, so a
+    thread samples each backend every half second and keeps its last figure.
+    """
 
     def __init__(self, **roots: int) -> None:
         self.roots = roots
         self.used: dict[str, float] = {}
+        self._backends: dict[int, list[float]] = {}  # pid -> [first seen, last seen]
+        self._stopping = threading.Event()
 
-    def _sample(self) -> dict[str, float]:
-        sample = {name: tree_cpu(pid) for name, pid in self.roots.items()}
-        sample["postgres"] = database_cpu()
-        return sample
+    def _sample_backends(self, *, new_from_zero: bool) -> None:
+        for pid in _backend_pids():
+            if (stat := _stat(pid)) is None:
+                continue
+            seen = self._backends.setdefault(pid, [0.0 if new_from_zero else stat[1], stat[1]])
+            seen[1] = stat[1]
+
+    def _watch(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self._stopping.wait(0.5):
+                self._sample_backends(new_from_zero=True)
+        finally:
+            connection.close()
 
     def start(self) -> CpuMeter:
-        self._start = self._sample()
+        self._trees = {name: tree_cpu(pid) for name, pid in self.roots.items()}
+        self._sample_backends(new_from_zero=False)
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
         return self
 
     def stop(self) -> dict[str, float]:
-        end = self._sample()
-        # A backend that closed in between took its CPU with it: never below 0.
-        self.used = {name: max(0.0, end[name] - self._start[name]) for name in end}
+        self._stopping.set()
+        self._thread.join()
+        self._sample_backends(new_from_zero=True)
+        self.used = {name: tree_cpu(pid) - self._trees[name] for name, pid in self.roots.items()}
+        self.used["postgres"] = sum(last - first for first, last in self._backends.values())
         return self.used

@@ -41,7 +41,8 @@ def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each round")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per endpoint, interleaved")
-    parser.add_argument("--connections", type=int, default=16, help="concurrent clients")
+    # As many as the server has threads: a request waits for the database, not for a thread.
+    parser.add_argument("--connections", type=int, default=8, help="concurrent clients")
     # 2 cores: one process per core, threads to overlap each request's database waits.
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")

@@ -48,12 +48,12 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=60.0, help="goal phase placement time")
     parser.add_argument("--rate", type=float, default=100.0, help="goal phase orders/s")
     parser.add_argument(
-        "--latency-seconds", type=float, default=20.0, help="placement time of phases 2 and 3"
+        "--latency-seconds", type=float, default=15.0, help="placement time of phases 2 and 3"
     )
     parser.add_argument(
         "--latency-rate", type=float, default=0.0, help="orders/s of phases 2 and 3 (0: auto)"
     )
-    parser.add_argument("--settle", type=float, default=60.0, help="max wait for sagas, seconds")
+    parser.add_argument("--settle", type=float, default=30.0, help="max wait for sagas, seconds")
     parser.add_argument("--concurrency", type=int, default=4, help="worker processes (prefork)")
     parser.add_argument("--web-workers", type=int, default=1, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
