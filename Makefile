@@ -7,7 +7,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/shopflow
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test bench lint format venv dev services clean
+.PHONY: run test bench lint format venv dev services chromium clean
 
 venv: $(VENV)/.installed
 dev: $(VENV)/.dev-installed
@@ -31,8 +31,13 @@ run: venv
 services:
 	@bash .ci/services.sh
 
-test: dev services
+test: dev services chromium
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(BIN)/pytest $(PYTEST_ARGS)
+
+# The browser tests drive Debian's Chromium through Playwright; `playwright install`
+# would download a browser build, which this setup never does.
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 bench: dev services
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(BIN)/python bench/outbox.py

@@ -155,6 +155,11 @@ def redis_wipe(client: redis.Redis) -> None:
 @pytest.fixture
 def worker_env() -> dict[str, str]:
     """Environment that points a subprocess at this test run's database and broker."""
+    return worker_environment()
+
+
+def worker_environment() -> dict[str, str]:
+    """What `worker_env` gives, for fixtures of a wider scope (once the test database exists)."""
     db = connection.settings_dict
     host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
     url = f"postgres://{db['USER'] or 'postgres'}@{host}/{db['NAME']}"
