@@ -43,24 +43,35 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         # Read as text and checked in handle(), so a bad value is one CommandError line.
-        parser.add_argument("--count", default="100", metavar="N", help="orders to place")
-        parser.add_argument("--rate", default="10", metavar="R", help="orders per second")
         parser.add_argument(
-            "--mix", default=DEFAULT_MIX, metavar="KEY=PCT,...", help="percentages adding to 100"
+            "--count", default="50", metavar="N", help="orders to place (default: %(default)s)"
+        )
+        parser.add_argument(
+            "--rate", default="2", metavar="R", help="orders per second (default: %(default)s)"
+        )
+        parser.add_argument(
+            "--mix",
+            default=DEFAULT_MIX,
+            metavar="KEY=PCT,...",
+            help="percentages adding to 100 (default: %(default)s)",
         )
         parser.add_argument(
             "--url",
             default=f"http://127.0.0.1:{os.environ.get('PORT', '8000')}",
             help="the running server (default: the local one, on $PORT or 8000)",
         )
-        parser.add_argument("--username", default=DEMO_CUSTOMER.username)
-        parser.add_argument("--password", default=DEMO_CUSTOMER.password)
+        parser.add_argument(
+            "--username", default=DEMO_CUSTOMER.username, help="a customer (default: %(default)s)"
+        )
+        parser.add_argument(
+            "--password", default=DEMO_CUSTOMER.password, help="default: the seed_demo one"
+        )
         parser.add_argument("--token", help="an API token; replaces --username/--password")
         parser.add_argument(
             "--timeout",
             default=str(DEFAULT_TIMEOUT),
             metavar="SECONDS",
-            help="how long to wait after the last placement for the sagas to settle",
+            help="wait this long after the last placement (default: %(default)s)",
         )
         parser.add_argument("--seed", help="makes the order mix and the items repeatable")
 
@@ -75,18 +86,18 @@ class Command(BaseCommand):
         client = ShopClient(_url(options["url"]))
         try:
             client.token = options["token"] or _log_in(client, options)
-            skus = _skus_for_sale(client)
+            stock = _stock_for_sale(client)
         except ApiUnreachable as exc:
             raise CommandError(str(exc)) from exc
         rng = random.Random(options["seed"])
-        summary = self._simulate(client, orders_plan(mix, count, skus, rng), rate, timeout)
+        summary = self._simulate(client, orders_plan(mix, count, stock, rng), rate, timeout)
         self.stdout.write("\n".join(summary.lines()))
         if summary.interrupted:
             raise CommandError("interrupted; the summary covers the orders placed so far")
         if summary.unsettled:
             raise CommandError(
-                f"{summary.unsettled} orders still pending after {timeout:g} s: "
-                "are the worker and beat running?"
+                f"{summary.unsettled} orders still pending {timeout:g} s after the last "
+                "placement: are the worker and beat running, and keeping up with --rate?"
             )
 
     def _simulate(
@@ -134,12 +145,13 @@ def _log_in(client: ShopClient, options: dict[str, Any]) -> str:
     raise CommandError(f"cannot log in as {options['username']!r}: {reply_detail(reply)}")
 
 
-def _skus_for_sale(client: ShopClient) -> list[str]:
-    """SKUs of the catalog with stock available; the token is checked on the way."""
+def _stock_for_sale(client: ShopClient) -> dict[str, int]:
+    """Available quantity by SKU, for what is in stock; the token is checked on the way."""
     reply = client.call("GET", "/api/orders/?status=pending")
     if reply.status != 200:
         raise CommandError(f"the token is not accepted at {client.base_url} ({reply.status})")
-    skus = [p["sku"] for p in client.pages("/api/products/") if p["available"] > 0]
-    if not skus:
+    products = client.pages("/api/products/")
+    stock = {p["sku"]: p["available"] for p in products if p["available"] > 0}
+    if not stock:
         raise CommandError(f"no product in stock at {client.base_url}: run manage.py seed_demo")
-    return skus
+    return stock
