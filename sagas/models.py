@@ -51,7 +51,9 @@ class Saga(models.Model):
                 fields=["wake_at"],
                 name="saga_active_wake_idx",
                 condition=Q(status__in=["running", "compensating"]),
-            )
+            ),
+            # The dashboard's and the audit's counts by state.
+            models.Index(fields=["status"], name="saga_status_idx"),
         ]
 
     def __str__(self) -> str:
