@@ -120,10 +120,19 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "control_folder": str(BROKER_DIR / "control"),
+        # Seconds between two looks at the queue folder: each saga step is one message,
+        # so kombu's 1 s default made a demo order take seconds to confirm.
+        "polling_interval": 0.1,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
     else {}
 )
+if CELERY_BROKER_URL.startswith("filesystem"):
+    # kombu's transport lets a worker read a message half written, and die (kombu#1551).
+    CELERY_BROKER_TRANSPORT = "shopflow.broker:FilesystemTransport"
+    # kombu creates neither folder, and a worker or publisher without them fails.
+    for _folder in ("queue", "control"):
+        (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"

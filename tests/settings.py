@@ -14,6 +14,7 @@ DATABASES = {
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/15")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
+CELERY_BROKER_TRANSPORT = None  # the URL's scheme decides
 REDIS_URL = env.str("REDIS_URL", default=CELERY_BROKER_URL)
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}

@@ -1,0 +1,37 @@
+"""Celery's filesystem transport for the embedded default, publishing each message whole.
+
+kombu's own `_put` creates the message file in the queue folder and then writes
+it; a worker that lists the folder in between moves the empty file away, fails
+to decode it and stops with "Unrecoverable error: JSONDecodeError" (kombu#1551),
+which takes `make run` down with it. Here the message is written under a name
+consumers skip and renamed into the queue, which is atomic within one folder.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from time import monotonic
+from typing import Any
+
+from kombu.exceptions import ChannelError
+from kombu.transport import filesystem
+from kombu.utils.json import dumps
+
+
+class FilesystemChannel(filesystem.Channel):
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+        """Write the message beside the queue, then rename it in: readers see all or nothing."""
+        # kombu's own naming: consumers take the oldest first by sorting on the prefix.
+        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        partial = os.path.join(self.data_folder_out, f".partial-{uuid.uuid4()}")
+        try:
+            with open(partial, "wb") as file:
+                file.write(dumps(payload).encode())
+            os.replace(partial, os.path.join(self.data_folder_out, name))
+        except OSError as exc:
+            raise ChannelError(f"Cannot add file {name!r} to directory") from exc
+
+
+class FilesystemTransport(filesystem.Transport):
+    Channel = FilesystemChannel
