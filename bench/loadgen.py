@@ -8,8 +8,10 @@ Spec: {"host", "port", "path", "tokens": [...], "bodies": [...], "duration",
 "connections", and "rate" (requests/s, open loop) or none (closed loop: every
 connection sends its next request as soon as the last one is answered)}.
 Each request uses the next token and body round-robin and a fresh
-Idempotency-Key. Open-loop latency counts from the request's scheduled time,
-so a server that falls behind is not flattered (no coordinated omission).
+Idempotency-Key, and says `X-Forwarded-Proto: https` as the TLS-terminating
+proxy in front of production's web process does (else DEBUG=false redirects).
+Open-loop latency counts from the request's scheduled time, so a server that
+falls behind is not flattered (no coordinated omission).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Requests:
         self.heads = [
             f"POST {spec['path']} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Token {token}\r\n"
             f"Content-Type: application/json\r\nAccept: application/json\r\n"
+            f"X-Forwarded-Proto: https\r\n"
             for token in spec["tokens"]
         ]
         self.bodies = [json.dumps(body).encode() for body in spec["bodies"]]

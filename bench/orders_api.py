@@ -59,7 +59,8 @@ def queries_per_request(token: str, body: dict) -> dict[str, int]:
     from rest_framework.test import APIClient
 
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    # As behind production's TLS proxy (bench/loadgen.py sends the same).
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}", HTTP_X_FORWARDED_PROTO="https")
     counts = {}
     for name, path in (("orders", ORDERS_PATH), ("bare", BARE_PATH)):
         client.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=f"warm-{name}-{time.time()}")
