@@ -29,11 +29,13 @@ METRICS_DIR = ROOT / "var" / "bench" / "prometheus"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/shopflow"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/15"
 
-RELAY_EVENTS = int(os.environ.get("BENCH_RELAY_EVENTS", 20_000))
-E2E_EVENTS = int(os.environ.get("BENCH_E2E_EVENTS", 20_000))
-E2E_AGGREGATES = int(os.environ.get("BENCH_E2E_AGGREGATES", 2_000))
-RAW_TASKS = int(os.environ.get("BENCH_RAW_TASKS", 10_000))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", 2))
+RELAY_EVENTS = int(os.environ.get("BENCH_RELAY_EVENTS", 10_000))
+E2E_EVENTS = int(os.environ.get("BENCH_E2E_EVENTS", 10_000))
+E2E_AGGREGATES = int(os.environ.get("BENCH_E2E_AGGREGATES", 1_000))
+RAW_TASKS = int(os.environ.get("BENCH_RAW_TASKS", 5_000))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
+# Seconds of worker-phase rounds after which no new round starts (keeps `make bench` short).
+ROUNDS_BUDGET = float(os.environ.get("BENCH_ROUNDS_BUDGET", 120))
 LATENCY_EVENTS = int(os.environ.get("BENCH_LATENCY_EVENTS", 1_000))
 LATENCY_RATE = float(os.environ.get("BENCH_LATENCY_RATE", 100.0))
 
@@ -85,24 +87,33 @@ def _measure_with_workers(env: dict[str, str]) -> dict[str, object]:
     from bench import scenarios
     from bench.workers import beat_start, worker_start
 
-    worker = worker_start(env)
-    beat = beat_start(env)
+    worker = worker_start(env, name="outbox-worker")
+    beat = beat_start(env, name="outbox-beat")
     try:
         scenarios.latency(50, LATENCY_RATE)  # warm the pool's connections and imports
         latencies = scenarios.latency(LATENCY_EVENTS, LATENCY_RATE)
-        e2e, raw = [], []
-        for _ in range(ROUNDS):  # interleaved, so noise hits both alike
-            raw.append(scenarios.raw_celery_throughput(RAW_TASKS))
-            e2e.append(scenarios.e2e_throughput(E2E_EVENTS, E2E_AGGREGATES))
+        e2e, raw, cpu = [], [], {"e2e": 0.0, "raw": 0.0}
+        began = time.monotonic()
+        while len(e2e) < ROUNDS and (not e2e or time.monotonic() - began < ROUNDS_BUDGET):
+            # Interleaved on the same worker, so noise from the machine hits both alike.
+            for name, runs, measure in (
+                ("raw", raw, lambda: scenarios.raw_celery_throughput(RAW_TASKS)),
+                ("e2e", e2e, lambda: scenarios.e2e_throughput(E2E_EVENTS, E2E_AGGREGATES)),
+            ):
+                used = worker.cpu_seconds()
+                runs.append(measure())
+                cpu[name] += worker.cpu_seconds() - used
     finally:
         beat.stop()
         worker.stop()
     return {
         "latencies": latencies,
-        "e2e": statistics.median(e2e),
-        "raw": statistics.median(raw),
-        "e2e_runs": [round(x) for x in e2e],
-        "raw_runs": [round(x) for x in raw],
+        "e2e": e2e,
+        "raw": raw,
+        # Worker CPU (main process and pool) per item: what the worker spends, whatever
+        # share of the machine it gets. The e2e figure includes the relay's drains.
+        "e2e_cpu_ms": 1000 * cpu["e2e"] / sum(run.done for run in e2e),
+        "raw_cpu_ms": 1000 * cpu["raw"] / sum(run.done for run in raw),
     }
 
 
@@ -118,24 +129,32 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     began = time.monotonic()
     machine = _machine()
+    before = scenarios.round_trips_ms()
     relay = scenarios.relay_throughput(RELAY_EVENTS)
     measured = _measure_with_workers(env)
     scenarios.clean_slate()
     latencies = measured["latencies"]
+    e2e = statistics.median(run.per_second for run in measured["e2e"])
+    raw = statistics.median(run.per_second for run in measured["raw"])
     result = {
         "relay_events_per_s": round(relay.relay_per_s),
         "ratio_vs_polling": round(relay.relay_per_s / relay.polling_per_s, 1),
         "ratio_vs_naive": round(relay.relay_per_s / relay.naive_per_s, 2),
-        "e2e_events_per_s": round(measured["e2e"]),
-        "ratio_vs_raw_celery": round(measured["e2e"] / measured["raw"], 2),
+        "e2e_events_per_s": round(e2e),
+        "ratio_vs_raw_celery": round(e2e / raw, 2),
         "latency_p50_ms": round(scenarios.percentile(latencies, 0.50), 2),
         "latency_p99_ms": round(scenarios.percentile(latencies, 0.99), 2),
         "polling_events_per_s": round(relay.polling_per_s, 1),
         "polling_busy_events_per_s": round(relay.polling_busy_per_s),
         "naive_events_per_s": round(relay.naive_per_s),
-        "raw_celery_tasks_per_s": round(measured["raw"]),
-        "e2e_runs": measured["e2e_runs"],
-        "raw_celery_runs": measured["raw_runs"],
+        "raw_celery_tasks_per_s": round(raw),
+        "e2e_worker_cpu_ms_per_event": round(measured["e2e_cpu_ms"], 3),
+        "raw_celery_worker_cpu_ms_per_task": round(measured["raw_cpu_ms"], 3),
+        "e2e_runs": [round(run.per_second) for run in measured["e2e"]],
+        "raw_celery_runs": [round(run.per_second) for run in measured["raw"]],
+        # Runs the 60 s timeout cut short: their rate covers only what was done.
+        "runs_cut_short": sum(not run.finished for run in measured["e2e"] + measured["raw"]),
+        "relay_cpu_ms_per_event": round(relay.relay_cpu_ms, 3),
         "relay_events": relay.events,
         "relay_messages": relay.messages,
         "e2e_events": E2E_EVENTS,
@@ -145,6 +164,9 @@ def main() -> None:
         "latency_rate_per_s": LATENCY_RATE,
         "latency_max_ms": round(latencies[-1], 2),
         **machine,
+        "load_avg_at_end": round(os.getloadavg()[0], 2),
+        **{f"{k}_at_start": v for k, v in before.items()},
+        **{f"{k}_at_end": v for k, v in scenarios.round_trips_ms().items()},
         "seconds": round(time.monotonic() - began),
     }
     _print_table(result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -35,6 +36,7 @@ def clean_slate() -> None:
 class RelayFigures:
     events: int
     relay_per_s: float
+    relay_cpu_ms: float  # this process's CPU per event (PostgreSQL's and Redis' not counted)
     messages: int
     naive_per_s: float
     polling_per_s: float
@@ -51,11 +53,11 @@ def _relay_seeded(events: int) -> None:
 def relay_throughput(events: int) -> RelayFigures:
     """Drain `events` pre-inserted events with no worker consuming, and the baselines."""
     _relay_seeded(events)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     claimed = 0
     while claimed < events:
         claimed += relay.drain(max_seconds=600)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     messages = sum(broker().llen(q) for q in ("events",))
     _relay_seeded(events)
     naive = baselines.naive_relay_run(settings.OUTBOX_BATCH_SIZE)
@@ -65,6 +67,7 @@ def relay_throughput(events: int) -> RelayFigures:
     return RelayFigures(
         events=events,
         relay_per_s=events / seconds,
+        relay_cpu_ms=1000 * cpu / events,
         messages=messages,
         naive_per_s=naive.per_second(),
         polling_per_s=polling.per_second(),
@@ -72,16 +75,14 @@ def relay_throughput(events: int) -> RelayFigures:
     )
 
 
-def _all_done() -> bool:
-    return not Delivery.objects.filter(status=Delivery.Status.PENDING).exists()
-
-
-def _wait(predicate, timeout: float, interval: float = 0.005) -> None:
+def _until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
+    """Poll `predicate` until it holds; False when `timeout` passes first."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"benchmark step not finished after {timeout}s: {_outbox_state()}")
+            return False
         time.sleep(interval)
+    return True
 
 
 def _outbox_state() -> str:
@@ -94,7 +95,18 @@ def _outbox_state() -> str:
     return ", ".join(f"{c['status']}={c['n']} (leased {c['leased']})" for c in counts)
 
 
-def e2e_throughput(events: int, aggregates: int, timeout: float = 120) -> float:
+@dataclass(frozen=True)
+class Throughput:
+    done: int
+    seconds: float
+    finished: bool  # False: the timeout cut the run short; the rate covers what was done
+
+    @property
+    def per_second(self) -> float:
+        return self.done / self.seconds
+
+
+def e2e_throughput(events: int, aggregates: int, timeout: float = 60) -> Throughput:
     """Commit `events` events in one transaction; events/s until every handler ran."""
     clean_slate()
     committed: list[float] = []
@@ -102,15 +114,19 @@ def e2e_throughput(events: int, aggregates: int, timeout: float = 120) -> float:
         transaction.on_commit(lambda: committed.append(time.time()))
         events_seed(events, aggregates=aggregates)
         transaction.on_commit(relay.relay_wake)  # as events_record does
-    _wait(_all_done, timeout, interval=0.02)
+    pending = Delivery.objects.filter(status=Delivery.Status.PENDING)
+    finished = _until(lambda: not pending.exists(), timeout, interval=0.05)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT extract(epoch FROM max(done_at)) FROM outbox_delivery")
-        (last_done,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT count(*), extract(epoch FROM max(done_at)) FROM outbox_delivery"
+            " WHERE status = 'done'"
+        )
+        count, last_done = cursor.fetchone()
     clean_slate()
-    return events / (float(last_done) - committed[0])
+    return Throughput(count, float(last_done) - committed[0], finished)
 
 
-def raw_celery_throughput(tasks: int, timeout: float = 120) -> float:
+def raw_celery_throughput(tasks: int, timeout: float = 60) -> Throughput:
     """Bare no-op tasks/s: publish `tasks` on one producer; until the last one ran."""
     from bench.tasks import noop
     from shopflow.celery import app
@@ -121,10 +137,10 @@ def raw_celery_throughput(tasks: int, timeout: float = 120) -> float:
     with app.producer_or_acquire() as producer:
         for _ in range(tasks):
             noop.apply_async(queue="events", producer=producer)
-    _wait(lambda: int(client.get(NOOP_DONE_KEY) or 0) >= tasks, timeout)
-    finished = time.time()
+    finished = _until(lambda: int(client.get(NOOP_DONE_KEY) or 0) >= tasks, timeout)
+    seconds, count = time.time() - started, int(client.get(NOOP_DONE_KEY) or 0)
     clean_slate()
-    return tasks / (finished - started)
+    return Throughput(count, seconds, finished)
 
 
 def latency(events: int, rate: float, aggregates: int = 50) -> list[float]:
@@ -141,7 +157,8 @@ def latency(events: int, rate: float, aggregates: int = 50) -> list[float]:
             transaction.on_commit(lambda seq=seq: committed.__setitem__(seq, time.time()))
             events_record([BenchPinged(aggregate=f"a{seq % aggregates}", seq=seq, traced=True)])
     client = broker()
-    _wait(lambda: client.hlen(STARTED_KEY) >= events, timeout=60, interval=0.05)
+    if not _until(lambda: client.hlen(STARTED_KEY) >= events, timeout=60, interval=0.05):
+        raise TimeoutError(f"latency: events not all handled after 60s: {_outbox_state()}")
     handled = {int(k): float(v) for k, v in client.hgetall(STARTED_KEY).items()}
     clean_slate()
     return sorted((handled[seq] - committed[seq]) * 1000 for seq in committed)
@@ -151,3 +168,20 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     """Nearest-rank percentile of already sorted values."""
     rank = max(0, min(len(sorted_values) - 1, round(fraction * len(sorted_values)) - 1))
     return sorted_values[rank]
+
+
+def round_trips_ms(samples: int = 200) -> dict[str, float]:
+    """Median PostgreSQL and Redis round trips now: how contended the machine is."""
+    client = broker()
+    with connection.cursor() as cursor:
+        pg = _timed(lambda: cursor.execute("SELECT 1"), samples)
+    return {"pg_round_trip_ms": pg, "redis_round_trip_ms": _timed(client.ping, samples)}
+
+
+def _timed(call: Callable[[], object], samples: int) -> float:
+    times = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return round(percentile(sorted(times), 0.5), 3)

@@ -39,6 +39,14 @@ class CeleryProcess:
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by this process and its children (the prefork pool)."""
+        pids = [self.proc.pid]
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        if children.exists():
+            pids += [int(pid) for pid in children.read_text().split()]
+        return sum(_cpu_seconds(pid) for pid in pids)
+
     def stop(self) -> None:
         """Warm shutdown (SIGTERM), then SIGKILL if it hangs."""
         if self.proc.poll() is None:
@@ -66,3 +74,12 @@ def beat_start(env: dict[str, str], name: str = "beat") -> CeleryProcess:
     schedule = Path(tempfile.mkdtemp(prefix="shopflow-bench-")) / "celerybeat-schedule"
     args = ["beat", "--loglevel", "INFO", "--schedule", str(schedule)]
     return CeleryProcess(name, args, env, ready="beat: Starting")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of one process, from /proc (0 once it has exited)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
