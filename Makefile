@@ -22,11 +22,18 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
+RUN_URL = http://127.0.0.1:$(PORT)
+# Ctrl-C is how `run` stops, so honcho's exit code 130 then is no error.
 run: venv
-	mkdir -p var/broker/queue var/broker/control var/static
 	$(BIN)/python manage.py migrate --noinput
-	@if $(BIN)/python manage.py help seed_demo >/dev/null 2>&1; then $(BIN)/python manage.py seed_demo; fi
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $(PORT)
+	$(BIN)/python manage.py seed_demo
+	@printf '%s\n' "" "ShopFlow is starting on $(RUN_URL)/ (web, worker and beat; Ctrl-C stops them all)" \
+	  "  API docs    $(RUN_URL)/api/docs/" \
+	  "  admin       $(RUN_URL)/admin/  (log in as the staff user above)" \
+	  "  dashboard   $(RUN_URL)/admin/dashboard/" \
+	  "  API token   POST $(RUN_URL)/api/auth/token/ with a customer above" \
+	  "  demo load   $(BIN)/python manage.py simulate_orders --url $(RUN_URL)" ""
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $(PORT) || test $$? -eq 130
 
 services:
 	@bash .ci/services.sh
