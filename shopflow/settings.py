@@ -6,6 +6,7 @@ the test suite set both to PostgreSQL and Redis.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -22,6 +23,22 @@ SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY if DEBUG else "")
 if not DEBUG and (not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY):
     raise environ.ImproperlyConfigured("DEBUG=false needs a real SECRET_KEY in the environment")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+
+# --- HTTPS: production (DEBUG=false) runs behind a TLS-terminating proxy -------------
+_PRODUCTION = not DEBUG
+# The proxy tells the client's scheme in X-Forwarded-Proto; web listens on 127.0.0.1
+# only (Procfile), so no client can set that header itself.
+if env.bool("TRUST_X_FORWARDED_PROTO", default=_PRODUCTION):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_PRODUCTION)
+# Health probes and metrics scrapers call the web process directly, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=_PRODUCTION)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=_PRODUCTION)
+# Seconds browsers keep to HTTPS once told (production: a year; 0 sends no HSTS header).
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if _PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=_PRODUCTION)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -42,6 +59,8 @@ INSTALLED_APPS = [
     "sagas",
     "notifications",
     "analytics",
+    # Failed log-ins per (username, client address); locks the admin and the token endpoint.
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -54,6 +73,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out log-in into a 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "shopflow.urls"
@@ -94,6 +115,22 @@ else:
         "connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5)
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# django-axes first: it refuses a locked-out log-in before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed log-ins (admin and POST /api/auth/token/) per username and client address
+# before both are locked out for LOGIN_COOLOFF_MINUTES; a success clears the count.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful log-in; failures are still recorded
+AXES_VERBOSE = False
+AXES_LOCKOUT_CALLABLE = "shopflow.api.throttling.login_lockout_response"
+AXES_CLIENT_IP_CALLABLE = "shopflow.api.throttling.client_address"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -292,7 +329,14 @@ SPECTACULAR_SETTINGS = {"TITLE": "ShopFlow API", "VERSION": "1.0.0"}
 
 # --- Shop ---------------------------------------------------------------------------
 SHOP_CURRENCY = env.str("SHOP_CURRENCY", default="USD")
-CARRIER_WEBHOOK_SECRET = env.str("CARRIER_WEBHOOK_SECRET", default="dev-carrier-webhook-secret")
+# `seed_demo` adds the demo users (published passwords) only where this is on.
+SEED_DEMO_USERS = env.bool("SEED_DEMO_USERS", default=DEBUG)
+DEV_CARRIER_WEBHOOK_SECRET = "dev-carrier-webhook-secret"
+# No production default: with DEBUG=false and no secret, the webhook refuses every
+# request (401) and `check --deploy` says so (shipping.checks).
+CARRIER_WEBHOOK_SECRET = env.str(
+    "CARRIER_WEBHOOK_SECRET", default=DEV_CARRIER_WEBHOOK_SECRET if DEBUG else ""
+)
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 # Seconds an SMTP call may take: a stuck mail server must not hold a worker (and the

@@ -21,6 +21,9 @@ CACHES = {
 }
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.probe"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# django-axes refuses log-ins without a request (the test client's `login()`); the
+# lockout tests (tests/security) turn it on for themselves.
+AXES_ENABLED = False
 # Workers send through locmem unless a test hands them SHOPFLOW_TEST_EMAIL_URL (an SMTP
 # server it runs itself); a developer's EMAIL_URL from .env must never reach tests.
 if "SHOPFLOW_TEST_EMAIL_URL" in os.environ:

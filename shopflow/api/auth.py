@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import authenticate, get_user_model, password_validation
+from django.contrib.auth.signals import user_logged_in
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
@@ -83,14 +84,26 @@ class TokenApi(APIView):
     permission_classes = (AllowAny,)
     throttle_classes = (AuthRateThrottle,)
 
-    @extend_schema(request=TokenInput, responses={200: TokenOutput}, auth=[])
+    @extend_schema(
+        request=TokenInput,
+        responses={
+            200: TokenOutput,
+            400: OpenApiResponse(description="Wrong username or password"),
+            429: OpenApiResponse(description="Too many failed log-ins from this client"),
+        },
+        auth=[],
+    )
     def post(self, request: Request) -> Response:
         payload = TokenInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        user = authenticate(request=request, **payload.validated_data)
+        # The Django request: django-axes marks a locked-out log-in on it, and its
+        # middleware answers 429 (shopflow.api.throttling.login_lockout_response).
+        user = authenticate(request=request._request, **payload.validated_data)
         if user is None:
             raise serializers.ValidationError(
                 {"non_field_errors": ["Unable to log in with provided credentials."]}
             )
+        # A token log-in is a log-in: last_login moves, and django-axes forgets the failures.
+        user_logged_in.send(sender=type(user), request=request._request, user=user)
         token, _ = Token.objects.get_or_create(user=user)
         return Response(TokenOutput({"token": token.key}).data)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -48,15 +49,20 @@ class Command(BaseCommand):
     help = (
         "Seed the demo catalog (10 products with stock), the staff user admin "
         "(password shopflow-admin) and the customers alice (shopflow-alice) and bob "
-        "(shopflow-bob). Idempotent: what already exists is left exactly as it is."
+        "(shopflow-bob); the catalog only where SEED_DEMO_USERS is off (production). "
+        "Idempotent: what already exists is left exactly as it is."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Published passwords must never open a production admin: there, catalog only.
+        demo_users = DEMO_USERS if settings.SEED_DEMO_USERS else []
         with transaction.atomic():
             products = _seed_products()
-            users = {user.username: _seed_user(user) for user in DEMO_USERS}
+            users = {user.username: _seed_user(user) for user in demo_users}
         self.stdout.write(f"products: {products} added, {len(DEMO_PRODUCTS) - products} kept")
-        for user in DEMO_USERS:
+        if not demo_users:
+            self.stdout.write("users: none (SEED_DEMO_USERS is off; demo passwords are public)")
+        for user in demo_users:
             role = "staff" if user.staff else "customer"
             state = "added" if users[user.username] else "kept, password unchanged"
             self.stdout.write(f"{role:8} {user.username:6} password {user.password}  ({state})")
