@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -52,6 +53,14 @@ class OrderPlaceInput(serializers.Serializer):
     payment_token = StrictCharField(max_length=255)
     shipping_address = AddressInput()
 
+    def validate_payment_token(self, token: str) -> str:
+        # Card data must never reach the database, the logs or the outbox: only tokens.
+        if _holds_card_number(token):
+            raise serializers.ValidationError(
+                "Send your payment provider's token, never a card number."
+            )
+        return token
+
     def validate_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         skus = [line["sku"] for line in items]
         repeated = sorted(sku for sku, count in Counter(skus).items() if count > 1)
@@ -67,6 +76,22 @@ class OrderPlaceInput(serializers.Serializer):
                 [f"Unknown or inactive SKU: {sku}." for sku in unavailable]
             )
         return items
+
+
+_DIGIT_RUN = re.compile(r"(?:\d[ -]?){12,18}\d")
+
+
+def _holds_card_number(text: str) -> bool:
+    """Whether `text` holds 13-19 digits (spaces or dashes between them) that pass Luhn."""
+    return any(_luhn_valid(re.sub(r"\D", "", run)) for run in _DIGIT_RUN.findall(text))
+
+
+def _luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, digit in enumerate(int(d) for d in reversed(digits)):
+        doubled = digit * 2 if position % 2 else digit
+        total += doubled - 9 if doubled > 9 else doubled
+    return total % 10 == 0
 
 
 class OrderCancelInput(serializers.Serializer):
