@@ -92,7 +92,8 @@ def _measure_with_workers(env: dict[str, str]) -> dict[str, object]:
     try:
         scenarios.latency(50, LATENCY_RATE)  # warm the pool's connections and imports
         latencies = scenarios.latency(LATENCY_EVENTS, LATENCY_RATE)
-        e2e, raw, cpu = [], [], {"e2e": 0.0, "raw": 0.0}
+        e2e, raw = [], []
+        cpu = {"e2e": 0.0, "raw": 0.0, "e2e_db": 0.0}
         began = time.monotonic()
         while len(e2e) < ROUNDS and (not e2e or time.monotonic() - began < ROUNDS_BUDGET):
             # Interleaved on the same worker, so noise from the machine hits both alike.
@@ -100,9 +101,11 @@ def _measure_with_workers(env: dict[str, str]) -> dict[str, object]:
                 ("raw", raw, lambda: scenarios.raw_celery_throughput(RAW_TASKS)),
                 ("e2e", e2e, lambda: scenarios.e2e_throughput(E2E_EVENTS, E2E_AGGREGATES)),
             ):
-                used = worker.cpu_seconds()
+                used, db_used = worker.cpu_seconds(), scenarios.database_cpu_seconds()
                 runs.append(measure())
                 cpu[name] += worker.cpu_seconds() - used
+                if name == "e2e":
+                    cpu["e2e_db"] += scenarios.database_cpu_seconds() - db_used
     finally:
         beat.stop()
         worker.stop()
@@ -113,6 +116,8 @@ def _measure_with_workers(env: dict[str, str]) -> dict[str, object]:
         # Worker CPU (main process and pool) per item: what the worker spends, whatever
         # share of the machine it gets. The e2e figure includes the relay's drains.
         "e2e_cpu_ms": 1000 * cpu["e2e"] / sum(run.done for run in e2e),
+        # PostgreSQL backends' CPU per event (those that lived through the run).
+        "e2e_db_cpu_ms": 1000 * cpu["e2e_db"] / sum(run.done for run in e2e),
         "raw_cpu_ms": 1000 * cpu["raw"] / sum(run.done for run in raw),
     }
 
@@ -150,6 +155,11 @@ def main() -> None:
         "raw_celery_tasks_per_s": round(raw),
         "e2e_worker_cpu_ms_per_event": round(measured["e2e_cpu_ms"], 3),
         "raw_celery_worker_cpu_ms_per_task": round(measured["raw_cpu_ms"], 3),
+        "e2e_postgres_cpu_ms_per_event": round(measured["e2e_db_cpu_ms"], 3),
+        # What this machine's cores could sustain, idle, at these CPU costs (Redis not counted).
+        "e2e_cpu_bound_events_per_s": round(
+            1000 * (os.cpu_count() or 1) / (measured["e2e_cpu_ms"] + measured["e2e_db_cpu_ms"])
+        ),
         "e2e_runs": [round(run.per_second) for run in measured["e2e"]],
         "raw_celery_runs": [round(run.per_second) for run in measured["raw"]],
         # Runs the 60 s timeout cut short: their rate covers only what was done.

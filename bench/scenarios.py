@@ -185,3 +185,15 @@ def _timed(call: Callable[[], object], samples: int) -> float:
         call()
         times.append((time.perf_counter() - started) * 1000)
     return round(percentile(sorted(times), 0.5), 3)
+
+
+def database_cpu_seconds() -> float:
+    """CPU used so far by the PostgreSQL backends serving the benchmark's database."""
+    from bench.workers import process_cpu_seconds
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        )
+        return sum(process_cpu_seconds(pid) for (pid,) in cursor.fetchall())

@@ -45,7 +45,7 @@ class CeleryProcess:
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
         if children.exists():
             pids += [int(pid) for pid in children.read_text().split()]
-        return sum(_cpu_seconds(pid) for pid in pids)
+        return sum(process_cpu_seconds(pid) for pid in pids)
 
     def stop(self) -> None:
         """Warm shutdown (SIGTERM), then SIGKILL if it hangs."""
@@ -76,7 +76,7 @@ def beat_start(env: dict[str, str], name: str = "beat") -> CeleryProcess:
     return CeleryProcess(name, args, env, ready="beat: Starting")
 
 
-def _cpu_seconds(pid: int) -> float:
+def process_cpu_seconds(pid: int) -> float:
     """User plus system CPU seconds of one process, from /proc (0 once it has exited)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
