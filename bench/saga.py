@@ -55,7 +55,8 @@ def _arguments() -> argparse.Namespace:
         "--latency-rate", type=float, default=0.0, help="orders/s of phases 2 and 3 (0: auto)"
     )
     parser.add_argument("--settle", type=float, default=30.0, help="max wait for sagas, seconds")
-    parser.add_argument("--concurrency", type=int, default=4, help="worker processes (prefork)")
+    # As the Procfile: on 2 cores the sagas are CPU-bound well before 2 processes' waits bind.
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes (prefork)")
     parser.add_argument("--web-workers", type=int, default=1, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
     args = parser.parse_args()
