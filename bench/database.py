@@ -75,8 +75,9 @@ def events_seed(count: int, *, aggregates: int, first_seq: int = 0) -> None:
 
 _SEED_SQL = """
 WITH source AS (
-    SELECT g AS seq, 'a' || (g %% %(aggregates)s) AS aggregate, gen_random_uuid() AS event_id
-    FROM generate_series(%(first)s, %(last)s) AS g
+    SELECT g AS seq, 'a' || (g %% %(aggregates)s::bigint) AS aggregate,
+           gen_random_uuid() AS event_id
+    FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
 ), events AS (
     INSERT INTO outbox_outboxevent
         (event_id, type, version, aggregate_type, aggregate_id, payload, headers,
