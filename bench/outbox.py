@@ -29,13 +29,13 @@ METRICS_DIR = ROOT / "var" / "bench" / "prometheus"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/shopflow"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/15"
 
-RELAY_EVENTS = int(os.environ.get("BENCH_RELAY_EVENTS", 10_000))
-E2E_EVENTS = int(os.environ.get("BENCH_E2E_EVENTS", 10_000))
-E2E_AGGREGATES = int(os.environ.get("BENCH_E2E_AGGREGATES", 1_000))
-RAW_TASKS = int(os.environ.get("BENCH_RAW_TASKS", 5_000))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
+RELAY_EVENTS = int(os.environ.get("BENCH_RELAY_EVENTS", 5_000))
+E2E_EVENTS = int(os.environ.get("BENCH_E2E_EVENTS", 5_000))
+E2E_AGGREGATES = int(os.environ.get("BENCH_E2E_AGGREGATES", 500))
+RAW_TASKS = int(os.environ.get("BENCH_RAW_TASKS", 2_000))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 2))
 # Seconds of worker-phase rounds after which no new round starts (keeps `make bench` short).
-ROUNDS_BUDGET = float(os.environ.get("BENCH_ROUNDS_BUDGET", 120))
+ROUNDS_BUDGET = float(os.environ.get("BENCH_ROUNDS_BUDGET", 60))
 LATENCY_EVENTS = int(os.environ.get("BENCH_LATENCY_EVENTS", 1_000))
 LATENCY_RATE = float(os.environ.get("BENCH_LATENCY_RATE", 100.0))
 
