@@ -5,8 +5,10 @@ raw keep-alive sockets with pre-rendered requests, so it costs the two shared
 cores as little as possible (httpx spends several times more CPU per request).
 
 Spec: {"host", "port", "path", "tokens": [...], "bodies": [...], "duration",
-"connections", and "rate" (requests/s, open loop) or none (closed loop: every
-connection sends its next request as soon as the last one is answered)}.
+"connections", and "rate" (requests/s, open loop: Poisson arrivals, so no
+arrival rhythm can fall in step with a periodic task such as beat's relay poll)
+or none (closed loop: every connection sends its next request as soon as the
+last one is answered)}.
 Each request uses the next token and body round-robin and a fresh
 Idempotency-Key, and says `X-Forwarded-Proto: https` as the TLS-terminating
 proxy in front of production's web process does (else DEBUG=false redirects).
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 import sys
 import time
 import uuid
@@ -132,7 +135,7 @@ async def closed_loop(spec: dict, requests: Requests, tally: Tally) -> None:
 
 
 async def open_loop(spec: dict, requests: Requests, tally: Tally) -> None:
-    """Send at a fixed rate over a pool of connections; a late request waits for one.
+    """Send at a steady mean rate over a pool of connections; a late request waits for one.
 
     A request still waiting for a connection when the duration is over is
     dropped (counted): a server that falls behind ends the run on time.
@@ -140,9 +143,9 @@ async def open_loop(spec: dict, requests: Requests, tally: Tally) -> None:
     idle: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(spec["connections"]):
         idle.put_nowait(Connection(spec["host"], spec["port"]))
-    total = round(spec["rate"] * spec["duration"])
     started = tally.first_sent = time.perf_counter()
     deadline = started + spec["duration"]
+    arrivals = random.Random(0)  # the same arrival times in every run and phase
 
     async def fire(scheduled: float) -> None:
         conn = await idle.get()
@@ -156,8 +159,8 @@ async def open_loop(spec: dict, requests: Requests, tally: Tally) -> None:
             idle.put_nowait(conn)
 
     pending = set()
-    for n in range(total):
-        scheduled = started + n / spec["rate"]
+    scheduled = started
+    while (scheduled := scheduled + arrivals.expovariate(spec["rate"])) < deadline:
         pause = scheduled - time.perf_counter()
         if pause > 0:
             await asyncio.sleep(pause)
