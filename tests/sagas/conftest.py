@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from django.conf import settings
 from django.db import connection
 
 from outbox import relay
+from outbox.models import Delivery
 from sagas import tasks
 from sagas.models import Saga
 from tests.conftest import WorkerProcess, wait_until
@@ -110,6 +112,11 @@ class Beat(threading.Thread):
         self.join(timeout=10)
 
 
+def idle() -> bool:
+    """Quiet, and no other handler's delivery waiting either."""
+    return quiet() and not Delivery.objects.filter(status=Delivery.Status.PENDING).exists()
+
+
 @pytest.fixture
 def beat(transactional_db: None) -> Iterator[Beat]:
     """A running beat-like driver; at the end it lets the test's sagas finish, then stops."""
@@ -118,9 +125,12 @@ def beat(transactional_db: None) -> Iterator[Beat]:
     yield driver
     driver.paused.clear()
     driver.duplicate = False
-    if not wait_until(quiet, timeout=30, interval=0.1):
-        logger.warning("sagas still active at teardown")
+    # The flush after the test TRUNCATEs every table: a worker transaction still
+    # running then can deadlock with it, and the next test starts on old rows.
+    if not wait_until(idle, timeout=30, interval=0.1):
+        logger.warning("sagas or deliveries still active at teardown")
     driver.stop()
+    time.sleep(0.3)  # the last handler's worker finishes relaying and lets go of its rows
 
 
 @pytest.fixture
