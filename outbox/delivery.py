@@ -49,9 +49,18 @@ def backoff_seconds(attempt: int) -> float:
 
 
 def deliveries_process(lease_id: str, ids: list[int]) -> list[Outcome]:
-    """Process the deliveries of one relay message, in id order."""
+    """Process the deliveries of one relay message, in id order.
+
+    A delivery leased again since this message was sent is processed all the
+    same: when messages wait in the broker longer than a lease, the relay leases
+    everything anew before any message arrives, and requiring the message's own
+    lease would skip every one of them, forever. The pending->done flip under
+    the row lock keeps it once in effect; a delivery not leased (waiting out a
+    backoff) is left to its next claim.
+    """
+    del lease_id  # the claim that sent this message; any claim of the row will do (above)
     deliveries = list(
-        Delivery.objects.filter(id__in=ids, lease_id=lease_id, status=Delivery.Status.PENDING)
+        Delivery.objects.filter(id__in=ids, status=Delivery.Status.PENDING, lease_id__isnull=False)
         .select_related("event")
         .order_by("id")
     )
