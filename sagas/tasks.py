@@ -1,9 +1,11 @@
 """Celery tasks of the saga engine: thin wrappers over `sagas.engine`."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Value
+from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
 from sagas.engine import saga_advance
@@ -30,8 +32,23 @@ def saga_watchdog() -> int:
         ]
     )
     if due:
-        later = now + timedelta(seconds=settings.SAGA_WAKE_GRACE_SECONDS)
-        Saga.objects.filter(pk__in=due, wake_at__lte=now).update(wake_at=later)
+        Saga.objects.filter(pk__in=due, wake_at__lte=now).update(wake_at=_next_look(now))
         for saga_id in due:
             advance_saga.delay(str(saga_id))
     return len(due)
+
+
+def _next_look(now: datetime) -> ExpressionWrapper:
+    """When to ask again: after as long as the saga has waited since its last move.
+
+    Within [SAGA_WAKE_GRACE_SECONDS, SAGA_WATCHDOG_MAX_WAIT_SECONDS]. An ask that
+    is only queued behind a backlog is not lost; asking again every grace period
+    would add one message per waiting saga each time, growing the backlog it
+    waits in until the workers do nothing but skip duplicates.
+    """
+    grace = timedelta(seconds=settings.SAGA_WAKE_GRACE_SECONDS)
+    longest = max(grace, timedelta(seconds=settings.SAGA_WATCHDOG_MAX_WAIT_SECONDS))
+    at = Value(now, output_field=DateTimeField())
+    waited = ExpressionWrapper(at - F("updated_at"), output_field=DurationField())
+    wait = Greatest(Value(grace), Least(waited, Value(longest)))
+    return ExpressionWrapper(at + wait, output_field=DateTimeField())

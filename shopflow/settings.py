@@ -245,6 +245,9 @@ SAGA_BACKOFF_MAX = env.float("SAGA_BACKOFF_MAX", default=8.0)
 SAGA_WAKE_GRACE_SECONDS = env.float("SAGA_WAKE_GRACE_SECONDS", default=5.0)
 # Longest wait sent to the broker as a countdown; longer ones wait for the watchdog.
 SAGA_MAX_COUNTDOWN = env.float("SAGA_MAX_COUNTDOWN", default=10.0)
+# Longest wait before the watchdog asks again for a saga it already asked for: it waits
+# as long as the saga has already waited, so a backlog is not flooded with repeats.
+SAGA_WATCHDOG_MAX_WAIT_SECONDS = env.float("SAGA_WATCHDOG_MAX_WAIT_SECONDS", default=60.0)
 # Seconds between watchdog runs, and sagas it wakes per run.
 SAGA_WATCHDOG_INTERVAL = env.float("SAGA_WATCHDOG_INTERVAL", default=1.0)
 SAGA_WATCHDOG_BATCH = env.int("SAGA_WATCHDOG_BATCH", default=500)

@@ -1,7 +1,8 @@
 """What the chaos test found: a broker backlog longer than a lease must not stop the shop.
 
-In this process, without workers: the relay's and the worker's side of a
-message that waited in the broker longer than its lease.
+Both run in this process, without workers: the first is the relay's and the
+worker's side of a message that waited longer than its lease, the second the
+saga watchdog's answer to sagas whose asks sit in a queue.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from outbox import relay
 from outbox.delivery import deliveries_process
 from outbox.models import Delivery
 from outbox.services import events_record
+from sagas import tasks
+from sagas.models import Saga
 from tests.probe.events import ProbeHappened
 from tests.probe.models import ProbeRecord
 
@@ -52,3 +55,29 @@ def test_a_delivery_waiting_out_its_backoff_is_left_to_its_next_claim(settings):
     # then
     assert outcomes == []
     assert not ProbeRecord.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("waited", "asked_again_after"),
+    [(0.5, 1.0), (10.0, 10.0), (500.0, 60.0)],
+    ids=["just moved: the grace", "waited 10 s: 10 s more", "waited long: the ceiling"],
+)
+def test_the_watchdog_asks_again_no_sooner_than_the_saga_has_waited(
+    settings, monkeypatch, waited, asked_again_after
+):
+    # given: a running saga, last moved `waited` seconds ago, due for a look
+    settings.SAGA_WAKE_GRACE_SECONDS = 1.0
+    settings.SAGA_WATCHDOG_MAX_WAIT_SECONDS = 60.0
+    asked: list[str] = []
+    monkeypatch.setattr(tasks.advance_saga, "delay", asked.append)
+    saga = Saga.objects.create(definition="order_fulfilment", key="k1")
+    now = timezone.now()
+    Saga.objects.filter(pk=saga.pk).update(
+        updated_at=now - timedelta(seconds=waited), wake_at=now - timedelta(seconds=0.1)
+    )
+    # when
+    tasks.saga_watchdog()
+    # then: asked once now, and the next look is as far off as it has waited (bounded)
+    assert asked == [str(saga.pk)]
+    wake_in = (Saga.objects.get(pk=saga.pk).wake_at - now).total_seconds()
+    assert asked_again_after - 0.5 < wake_in < asked_again_after + 1.0
