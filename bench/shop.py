@@ -80,7 +80,8 @@ def shop_reset() -> None:
     models += [apps.get_model(label) for label in WRITTEN_MODELS]
     tables = ", ".join(connection.ops.quote_name(m._meta.db_table) for m in models)
     with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {tables}")
+        # CASCADE: a table added later that points at these holds bench rows too.
+        cursor.execute(f"TRUNCATE {tables} CASCADE")
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     client.delete(*QUEUES)
     cache.delete(WAKE_KEY)
