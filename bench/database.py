@@ -7,6 +7,8 @@ DATABASE_URL names, created and migrated when missing.
 
 from __future__ import annotations
 
+import os
+import sys
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -21,6 +23,24 @@ def bench_database_url(database_url: str) -> str:
     parts = urlsplit(database_url)
     name = parts.path.lstrip("/") or "shopflow"
     return urlunsplit(parts._replace(path=f"/{name}_bench"))
+
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/shopflow"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/15"
+
+
+def bench_urls() -> tuple[str, str, str]:
+    """The benchmark's own database (made if missing), its broker and its Redis URLs."""
+    database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    broker_url = os.environ.get("CELERY_BROKER_URL") or DEFAULT_BROKER_URL
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        sys.exit("bench: DATABASE_URL must be a PostgreSQL URL")
+    if not broker_url.startswith("redis://"):
+        sys.exit("bench: CELERY_BROKER_URL must be a Redis URL")
+    url = bench_database_url(database_url)
+    created = database_ensure(url)
+    print(f"database {url.rsplit('/', 1)[-1]} ({'created' if created else 'exists'})")
+    return url, broker_url, os.environ.get("REDIS_URL") or broker_url
 
 
 def database_ensure(database_url: str) -> bool:

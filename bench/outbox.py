@@ -26,8 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
 
 METRICS_DIR = ROOT / "var" / "bench" / "prometheus"
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/shopflow"
-DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/15"
 
 RELAY_EVENTS = int(os.environ.get("BENCH_RELAY_EVENTS", 5_000))
 E2E_EVENTS = int(os.environ.get("BENCH_E2E_EVENTS", 5_000))
@@ -42,21 +40,13 @@ LATENCY_RATE = float(os.environ.get("BENCH_LATENCY_RATE", 100.0))
 
 def _environment() -> dict[str, str]:
     """Point this process and its workers at the benchmark's own database."""
-    from bench.database import bench_database_url, database_ensure
+    from bench.database import bench_urls
 
-    database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
-    broker_url = os.environ.get("CELERY_BROKER_URL") or DEFAULT_BROKER_URL
-    if not database_url.startswith(("postgres://", "postgresql://")):
-        sys.exit("bench: DATABASE_URL must be a PostgreSQL URL")
-    if not broker_url.startswith("redis://"):
-        sys.exit("bench: CELERY_BROKER_URL must be a Redis URL")
-    url = bench_database_url(database_url)
-    created = database_ensure(url)
-    print(f"database {url.rsplit('/', 1)[-1]} ({'created' if created else 'exists'})")
+    url, broker_url, redis_url = bench_urls()
     env = {
         "DATABASE_URL": url,
         "CELERY_BROKER_URL": broker_url,
-        "REDIS_URL": os.environ.get("REDIS_URL") or broker_url,
+        "REDIS_URL": redis_url,
         "DJANGO_SETTINGS_MODULE": "bench.settings",
         # The benchmark's metric files stay apart from `make run`'s.
         "PROMETHEUS_MULTIPROC_DIR": str(METRICS_DIR),

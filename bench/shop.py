@@ -9,14 +9,11 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import sys
 from pathlib import Path
 
-from bench.database import QUEUES, bench_database_url, database_ensure
+from bench.database import QUEUES, bench_urls
 from bench.workers import LOG_DIR
 
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/shopflow"
-DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/15"
 METRICS_DIR = LOG_DIR / "prometheus-shop"
 CUSTOMER_PREFIX = "bench-customer-"
 SKU_PREFIX = "BENCH-"
@@ -30,19 +27,11 @@ ADDRESS = {"name": "Ada Bench", "line1": "1 Main St", "city": "Springfield",
 
 def environment(**overrides: str) -> dict[str, str]:
     """Point this process and its children at the benchmark's database and settings."""
-    database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
-    broker_url = os.environ.get("CELERY_BROKER_URL") or DEFAULT_BROKER_URL
-    if not database_url.startswith(("postgres://", "postgresql://")):
-        sys.exit("bench: DATABASE_URL must be a PostgreSQL URL")
-    if not broker_url.startswith("redis://"):
-        sys.exit("bench: CELERY_BROKER_URL must be a Redis URL")
-    url = bench_database_url(database_url)
-    created = database_ensure(url)
-    print(f"database {url.rsplit('/', 1)[-1]} ({'created' if created else 'exists'})")
+    url, broker_url, redis_url = bench_urls()
     env = {
         "DATABASE_URL": url,
         "CELERY_BROKER_URL": broker_url,
-        "REDIS_URL": os.environ.get("REDIS_URL") or broker_url,
+        "REDIS_URL": redis_url,
         "DJANGO_SETTINGS_MODULE": "bench.bare.settings",
         # As production runs: no per-query bookkeeping, no debug pages.
         "DEBUG": "false",
