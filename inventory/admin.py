@@ -18,6 +18,7 @@ from django.template.response import TemplateResponse
 
 from inventory.models import Product, Reservation, ReservationLine
 from inventory.services import product_create, product_restock
+from outbox.admin import ReadOnlyInline
 
 STOCK_FIELDS = ["on_hand", "reserved", "available"]
 
@@ -90,18 +91,10 @@ class ProductAdmin(admin.ModelAdmin):
         return None
 
 
-class ReservationLineInline(admin.TabularInline):
+class ReservationLineInline(ReadOnlyInline):
     model = ReservationLine
     fields = ["product", "quantity"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Reservation)

@@ -19,22 +19,15 @@ from django.template.loader import render_to_string
 from orders.models import InvalidTransition, Order, OrderItem
 from orders.selectors import order_timeline
 from orders.services import order_cancel
+from outbox.admin import ReadOnlyInline
 
 CANCELLED_BY_STAFF = "cancelled by staff"
 
 
-class OrderItemInline(admin.TabularInline):
+class OrderItemInline(ReadOnlyInline):
     model = OrderItem
     fields = ["sku", "name", "quantity", "unit_price", "line_total"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Order)

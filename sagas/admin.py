@@ -11,15 +11,13 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
 from orders.selectors import order_timeline
-from outbox.admin import ReadOnlyAdmin
+from outbox.admin import ReadOnlyAdmin, ReadOnlyInline
 from sagas.models import Saga, SagaStep
 from sagas.services import SagaStateError, saga_compensate_now, saga_mark_resolved, saga_retry
 
 
-class SagaStepInline(admin.TabularInline):
+class SagaStepInline(ReadOnlyInline):
     model = SagaStep
-    extra = 0
-    can_delete = False
     fields = (
         "index",
         "name",
@@ -34,12 +32,6 @@ class SagaStepInline(admin.TabularInline):
         "compensated_at",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Saga)
