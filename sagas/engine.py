@@ -1,19 +1,22 @@
 """Run a saga one step at a time, deciding every move from its persisted state.
 
-Each `saga_advance` call is one move: claim (a short transaction under the
-saga's row lock), perform the step's action or compensation outside any
-transaction, then record the outcome (another short locked transaction) and
-schedule the next move after commit. Duplicated or stale calls are harmless:
-a claim gives the step a lease and an attempt number, and only the holder of
-the latest attempt may record its outcome. A lost call is brought back by the
-watchdog, which looks at `Saga.wake_at`.
+A move is: claim (a short transaction under the saga's row lock), perform the
+step's action or compensation outside any transaction, then record the outcome
+(another short locked transaction). When the next move is due at once, the
+recording transaction also claims it, and the same call performs it, up to
+`moves` in a row (the `sagas.advance` task passes SAGA_MOVES_PER_TASK);
+otherwise, or past that budget, the next move is a new task scheduled after
+commit. Duplicated or stale calls are harmless: a claim gives the step a lease
+and an attempt number, and only the holder of the latest attempt may record
+its outcome. A lost call is brought back by the watchdog, which looks at
+`Saga.wake_at`.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -34,6 +37,8 @@ class Move:
     step_index: int
     compensating: bool
     attempt: int
+    # The saga as claimed, so performing the move need not read it again.
+    saga: Saga | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -44,11 +49,12 @@ class Outcome:
     error: str = ""
 
 
-def saga_advance(saga_id: UUID) -> None:
-    """Make the saga's next move, if it has one that nobody else is making."""
+def saga_advance(saga_id: UUID, *, moves: int = 1) -> None:
+    """Make the saga's next moves that nobody else is making, up to `moves` in a row."""
     move = _claim(saga_id)
-    if move is not None:
-        _record(move, _perform(move))
+    while move is not None:
+        moves -= 1
+        move = _record(move, _perform(move), claim_next=moves > 0)
 
 
 def schedule_advance(saga: Saga, *, delay: float = 0.0) -> None:
@@ -88,10 +94,16 @@ def _claim(saga_id: UUID) -> Move | None:
         saga = Saga.objects.select_for_update().filter(pk=saga_id).first()
         if saga is None or saga.status not in Saga.ACTIVE:
             return None
-        definition = get_definition(saga.definition)
-        if saga.status == Saga.Status.RUNNING:
-            return _claim_action(saga, definition)
+        return _claim_locked(saga, get_definition(saga.definition))
+
+
+def _claim_locked(saga: Saga, definition: SagaDefinition) -> Move | None:
+    """Claim the next move of the saga, whose row this transaction has locked."""
+    if saga.status == Saga.Status.RUNNING:
+        return _claim_action(saga, definition)
+    if saga.status == Saga.Status.COMPENSATING:
         return _claim_compensation(saga, definition)
+    return None
 
 
 def _claim_action(saga: Saga, definition: SagaDefinition) -> Move | None:
@@ -118,7 +130,7 @@ def _claim_action(saga: Saga, definition: SagaDefinition) -> Move | None:
     step.save()
     saga.wake_at = step.lease_expires_at
     saga.save(update_fields=["wake_at", "updated_at"])
-    return Move(saga.pk, step.index, compensating=False, attempt=step.attempts)
+    return Move(saga.pk, step.index, compensating=False, attempt=step.attempts, saga=saga)
 
 
 def _claim_compensation(saga: Saga, definition: SagaDefinition) -> Move | None:
@@ -136,7 +148,9 @@ def _claim_compensation(saga: Saga, definition: SagaDefinition) -> Move | None:
     step.save()
     saga.wake_at = step.lease_expires_at
     saga.save(update_fields=["wake_at", "updated_at"])
-    return Move(saga.pk, step.index, compensating=True, attempt=step.compensation_attempts)
+    return Move(
+        saga.pk, step.index, compensating=True, attempt=step.compensation_attempts, saga=saga
+    )
 
 
 def _start_compensation(saga: Saga) -> None:
@@ -168,7 +182,7 @@ def _finish_compensation(saga: Saga, definition: SagaDefinition) -> None:
 
 
 def _perform(move: Move) -> Outcome:
-    saga = Saga.objects.get(pk=move.saga_id)
+    saga = move.saga or Saga.objects.get(pk=move.saga_id)
     step = get_definition(saga.definition).steps[move.step_index]
     try:
         if move.compensating:
@@ -188,25 +202,42 @@ def _describe(exc: BaseException) -> str:
 
 # --- record ----------------------------------------------------------------------------
 
+# The saga's next move is due at once (as opposed to after a backoff, or never).
+_NOW = 0.0
 
-def _record(move: Move, outcome: Outcome) -> None:
+
+def _record(move: Move, outcome: Outcome, *, claim_next: bool = False) -> Move | None:
+    """Record the move's outcome; with `claim_next`, claim the next move if it is due at once."""
     with transaction.atomic():
         saga = Saga.objects.select_for_update().get(pk=move.saga_id)
         step = saga.steps.get(index=move.step_index)
         definition = get_definition(saga.definition)
         if move.compensating:
             if (
-                step.status == SagaStep.Status.COMPENSATING
-                and step.compensation_attempts == move.attempt
+                step.status != SagaStep.Status.COMPENSATING
+                or step.compensation_attempts != move.attempt
             ):
-                _record_compensation(saga, step, outcome)
+                return None  # stale: a later attempt owns the step
+            delay = _record_compensation(saga, step, outcome)
         elif step.status == SagaStep.Status.RUNNING and step.attempts == move.attempt:
-            _record_action(saga, step, outcome, definition)
+            delay = _record_action(saga, step, outcome, definition)
+        else:
+            return None
+        step.save()
+        if delay == _NOW and claim_next:
+            # Same lock, same transaction: the next move goes on in this task.
+            saga.save()
+            return _claim_locked(saga, definition)
+        if delay is not None:
+            schedule_advance(saga, delay=delay)
+        saga.save()
+    return None
 
 
 def _record_action(
     saga: Saga, step: SagaStep, outcome: Outcome, definition: SagaDefinition
-) -> None:
+) -> float | None:
+    """Update the step and saga for the action's outcome; returns when to move next."""
     now = timezone.now()
     step.lease_expires_at = None
     spec = definition.steps[step.index]
@@ -216,38 +247,34 @@ def _record_action(
         saga.current_step = step.index + 1
         if saga.cancel_requested:
             saga.status = Saga.Status.COMPENSATING
-        schedule_advance(saga)
-    elif outcome.permanent_reason or step.attempts >= limit:
+        return _NOW
+    if outcome.permanent_reason or step.attempts >= limit:
         step.status, step.last_error, step.finished_at = SagaStep.Status.FAILED, outcome.error, now
         saga.failure_reason = outcome.permanent_reason or spec.exhausted_reason
         saga.last_error = outcome.error
         saga.status = Saga.Status.COMPENSATING
-        schedule_advance(saga)
-    else:
-        delay = _backoff(step.attempts)
-        step.status, step.last_error = SagaStep.Status.PENDING, outcome.error
-        step.next_attempt_at = now + timedelta(seconds=delay)
-        schedule_advance(saga, delay=delay)
-    step.save()
-    saga.save()
+        return _NOW
+    delay = _backoff(step.attempts)
+    step.status, step.last_error = SagaStep.Status.PENDING, outcome.error
+    step.next_attempt_at = now + timedelta(seconds=delay)
+    return delay
 
 
-def _record_compensation(saga: Saga, step: SagaStep, outcome: Outcome) -> None:
+def _record_compensation(saga: Saga, step: SagaStep, outcome: Outcome) -> float | None:
+    """Update the step and saga for the compensation's outcome; returns when to move next."""
     step.lease_expires_at = None
     if outcome.ok:
         step.status, step.compensated_at = SagaStep.Status.COMPENSATED, timezone.now()
-        schedule_advance(saga)
-    elif step.compensation_attempts >= settings.SAGA_COMPENSATION_MAX_ATTEMPTS:
+        return _NOW
+    if step.compensation_attempts >= settings.SAGA_COMPENSATION_MAX_ATTEMPTS:
         step.status, step.last_error = SagaStep.Status.COMPENSATION_FAILED, outcome.error
         saga.status, saga.last_error, saga.wake_at = (
             Saga.Status.COMPENSATION_FAILED,
             f"compensating {step.name}: {outcome.error}",
             None,
         )
-    else:
-        delay = _backoff(step.compensation_attempts)
-        step.last_error = outcome.error
-        step.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-        schedule_advance(saga, delay=delay)
-    step.save()
-    saga.save()
+        return None
+    delay = _backoff(step.compensation_attempts)
+    step.last_error = outcome.error
+    step.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+    return delay

@@ -14,8 +14,8 @@ from sagas.models import Saga
 
 @shared_task(name="sagas.advance", ignore_result=True)
 def advance_saga(saga_id: str) -> None:
-    """Make the saga's next move."""
-    saga_advance(saga_id)
+    """Make the saga's next moves, as many in a row as are due at once (within a budget)."""
+    saga_advance(saga_id, moves=max(1, settings.SAGA_MOVES_PER_TASK))
 
 
 @shared_task(name="sagas.watchdog", ignore_result=True)

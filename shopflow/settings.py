@@ -233,6 +233,10 @@ OUTBOX_HEALTH_MAX_LAG_SECONDS = env.float("OUTBOX_HEALTH_MAX_LAG_SECONDS", defau
 # --- Sagas --------------------------------------------------------------------------
 # Seconds a running step is leased; after that the watchdog assumes its worker died.
 SAGA_STEP_LEASE_SECONDS = env.float("SAGA_STEP_LEASE_SECONDS", default=30.0)
+# Moves one `sagas.advance` task makes in a row while the next is due at once (the
+# happy path is three); then, or at a backoff, the saga goes on in a new task.
+# 1 makes every move its own task, at the cost of a message and a transaction each.
+SAGA_MOVES_PER_TASK = env.int("SAGA_MOVES_PER_TASK", default=8)
 # Attempts of a step's action before a transient error counts as permanent.
 # With the backoff below a saga gives up on a flaky provider within ~15 s (< 60 s).
 SAGA_MAX_ATTEMPTS = env.int("SAGA_MAX_ATTEMPTS", default=5)
