@@ -6,7 +6,7 @@ import contextvars
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, models, transaction
@@ -77,20 +77,84 @@ def events_record(events: Iterable[DomainEvent]) -> list[OutboxEvent]:
                 occurred_at=now,
             )
         )
-    OutboxEvent.objects.bulk_create(rows)
-    Delivery.objects.bulk_create(
-        Delivery(
-            event=row,
-            handler=handler.name,
-            aggregate_key=f"{row.aggregate_type}:{row.aggregate_id}",
-            next_attempt_at=now,
+    if connection.vendor == "postgresql":
+        _insert_in_one_statement(rows, now)
+    else:
+        OutboxEvent.objects.bulk_create(rows)
+        Delivery.objects.bulk_create(
+            Delivery(
+                event=row,
+                handler=handler.name,
+                aggregate_key=f"{row.aggregate_type}:{row.aggregate_id}",
+                next_attempt_at=now,
+            )
+            for row in rows
+            for handler in handlers_for(row.type)
         )
-        for row in rows
-        for handler in handlers_for(row.type)
-    )
     events_recorded.send(sender=OutboxEvent, rows=rows)
     _wake_relay_on_commit()
     return rows
+
+
+_EVENT_FIELDS = ("event_id", "type", "version", "aggregate_type", "aggregate_id", "payload",
+                 "headers", "occurred_at", "created_at")  # fmt: skip
+
+
+def _insert_in_one_statement(rows: list[OutboxEvent], now: datetime) -> None:
+    """INSERT the events and their deliveries in one round trip, as two bulk_creates would.
+
+    Ids follow the order of `rows`, then of each event's handlers by name, as
+    the bulk_creates gave them: the relay delivers an aggregate's events in id
+    order. Sets each row's id and `created_at` and marks it saved. (bulk_create
+    costs ~1 ms of Python per call, more than PostgreSQL takes for the statement.)
+    """
+    for row in rows:
+        row.created_at = now
+    params = [_db_value(OutboxEvent, name, getattr(row, name)) for row in rows
+              for name in _EVENT_FIELDS]  # fmt: skip
+    sql = _INSERT_EVENTS.format(rows=_values(len(rows), len(_EVENT_FIELDS)))
+    deliveries = [(row, handler.name) for row in rows for handler in handlers_for(row.type)]
+    if deliveries:
+        moment = _db_value(Delivery, "next_attempt_at", now)
+        params += [Delivery.Status.PENDING, moment, moment]
+        for position, (row, handler) in enumerate(deliveries):
+            aggregate_key = f"{row.aggregate_type}:{row.aggregate_id}"
+            params += [_db_value(OutboxEvent, "event_id", row.event_id), handler, aggregate_key,
+                       position]  # fmt: skip
+        sql += _INSERT_DELIVERIES.format(rows=_values(len(deliveries), 4))
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " SELECT event_id, id FROM event", params)
+        ids = dict(cursor.fetchall())
+    for row in rows:
+        row.pk = ids[row.event_id]
+        row._state.adding, row._state.db = False, connection.alias
+
+
+def _db_value(model: type[models.Model], name: str, value: object) -> object:
+    """`value` as the model's field sends it to the database (a raw query's parameter)."""
+    return model._meta.get_field(name).get_db_prep_save(value, connection)
+
+
+def _values(rows: int, columns: int) -> str:
+    return ", ".join(["(" + ", ".join(["%s"] * columns) + ")"] * rows)
+
+
+_INSERT_EVENTS = f"""
+WITH event AS (
+    INSERT INTO {OutboxEvent._meta.db_table} ({", ".join(_EVENT_FIELDS)})
+    VALUES {{rows}}
+    RETURNING id, event_id
+)"""
+# A data-modifying CTE runs whether or not the query reads it.
+_INSERT_DELIVERIES = f""", delivery AS (
+    INSERT INTO {Delivery._meta.db_table}
+        (event_id, handler, aggregate_key, status, attempts, next_attempt_at,
+         last_error, last_traceback, created_at)
+    SELECT event.id, d.handler, d.aggregate_key, %s, 0, %s, '', '', %s
+    FROM (VALUES {{rows}}) AS d (event_uuid, handler, aggregate_key, position)
+    JOIN event ON event.event_id = d.event_uuid
+    ORDER BY d.position
+)"""
 
 
 def _wake_relay_on_commit() -> None:

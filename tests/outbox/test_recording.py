@@ -43,6 +43,26 @@ def test_saving_an_event_source_records_its_events_and_a_delivery_per_handler():
     assert not aggregate.has_pending_events()
 
 
+def test_events_recorded_together_get_ids_in_order_and_deliveries_by_event_then_handler():
+    # given three events about two aggregates
+    events = [ProbeHappened(aggregate=a, seq=n) for n, a in enumerate(["a1", "a2", "a1"])]
+    # when
+    with transaction.atomic():
+        rows = events_record(events)
+    # then the returned rows are the saved ones, in the order given
+    stored = list(OutboxEvent.objects.order_by("id"))
+    assert [row.pk for row in rows] == [row.pk for row in stored]
+    assert [row.event_id for row in rows] == [row.event_id for row in stored]
+    assert [row.payload["seq"] for row in stored] == [0, 1, 2]
+    assert all(not row._state.adding and row.created_at for row in rows)
+    # and the deliveries' ids follow the events, then the handlers by name
+    deliveries = list(Delivery.objects.order_by("id").values_list("event_id", "handler"))
+    assert deliveries == [(row.pk, handler) for row in rows for handler in sorted(HANDLERS)]
+    assert Delivery.objects.filter(
+        status=Delivery.Status.PENDING, attempts=0, next_attempt_at=rows[0].occurred_at
+    ).count() == len(deliveries)
+
+
 def test_a_rolled_back_transaction_leaves_no_event_no_delivery_and_no_wake_up(
     settings, redis_client
 ):
