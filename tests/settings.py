@@ -16,9 +16,7 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_BROKER_TRANSPORT = None  # the URL's scheme decides
 REDIS_URL = env.str("REDIS_URL", default=CELERY_BROKER_URL)
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-}
+CACHES = {"default": {"BACKEND": "shopflow.cache.RedisCache", "LOCATION": REDIS_URL}}
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.probe"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # django-axes refuses log-ins without a request (the test client's `login()`); the
