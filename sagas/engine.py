@@ -94,21 +94,42 @@ def _claim(saga_id: UUID) -> Move | None:
         saga = Saga.objects.select_for_update().filter(pk=saga_id).first()
         if saga is None or saga.status not in Saga.ACTIVE:
             return None
-        return _claim_locked(saga, get_definition(saga.definition))
+        before = _state(saga)
+        move = _claim_locked(saga, get_definition(saga.definition), _steps(saga))
+        if _state(saga) != before:  # a duplicate that finds the step busy writes nothing
+            saga.save()
+        return move
 
 
-def _claim_locked(saga: Saga, definition: SagaDefinition) -> Move | None:
-    """Claim the next move of the saga, whose row this transaction has locked."""
+def _steps(saga: Saga) -> dict[int, SagaStep]:
+    """The saga's steps by index, read once per transaction."""
+    return {step.index: step for step in saga.steps.all()}
+
+
+def _state(saga: Saga) -> tuple[Any, ...]:
+    return saga.status, saga.cancel_requested, saga.wake_at, saga.finished_at
+
+
+def _claim_locked(
+    saga: Saga, definition: SagaDefinition, steps: dict[int, SagaStep]
+) -> Move | None:
+    """Claim the next move of the saga, whose row this transaction has locked.
+
+    Changes the saga in memory only: the caller saves it, once.
+    """
     if saga.status == Saga.Status.RUNNING:
-        return _claim_action(saga, definition)
+        return _claim_action(saga, definition, steps.get(saga.current_step))
     if saga.status == Saga.Status.COMPENSATING:
-        return _claim_compensation(saga, definition)
+        undo = [s for s in steps.values() if s.status in _UNDO]
+        return _claim_compensation(saga, definition, max(undo, key=lambda s: s.index, default=None))
     return None
 
 
-def _claim_action(saga: Saga, definition: SagaDefinition) -> Move | None:
+_UNDO = (SagaStep.Status.DONE, SagaStep.Status.COMPENSATING)
+
+
+def _claim_action(saga: Saga, definition: SagaDefinition, step: SagaStep | None) -> Move | None:
     now = timezone.now()
-    step = saga.steps.filter(index=saga.current_step).first()
     in_doubt = step is not None and step.status == SagaStep.Status.RUNNING
     if step is not None and _busy(step, now) and (in_doubt or not saga.cancel_requested):
         return None
@@ -129,13 +150,12 @@ def _claim_action(saga: Saga, definition: SagaDefinition) -> Move | None:
     step.started_at = step.started_at or now
     step.save()
     saga.wake_at = step.lease_expires_at
-    saga.save(update_fields=["wake_at", "updated_at"])
     return Move(saga.pk, step.index, compensating=False, attempt=step.attempts, saga=saga)
 
 
-def _claim_compensation(saga: Saga, definition: SagaDefinition) -> Move | None:
-    undo = (SagaStep.Status.DONE, SagaStep.Status.COMPENSATING)
-    step = saga.steps.filter(status__in=undo).order_by("-index").first()
+def _claim_compensation(
+    saga: Saga, definition: SagaDefinition, step: SagaStep | None
+) -> Move | None:
     if step is None:
         _finish_compensation(saga, definition)
         return None
@@ -147,7 +167,6 @@ def _claim_compensation(saga: Saga, definition: SagaDefinition) -> Move | None:
     step.next_attempt_at = None
     step.save()
     saga.wake_at = step.lease_expires_at
-    saga.save(update_fields=["wake_at", "updated_at"])
     return Move(
         saga.pk, step.index, compensating=True, attempt=step.compensation_attempts, saga=saga
     )
@@ -156,7 +175,6 @@ def _claim_compensation(saga: Saga, definition: SagaDefinition) -> Move | None:
 def _start_compensation(saga: Saga) -> None:
     saga.status = Saga.Status.COMPENSATING
     schedule_advance(saga)
-    saga.save()
 
 
 def _complete(saga: Saga, definition: SagaDefinition) -> None:
@@ -167,7 +185,6 @@ def _complete(saga: Saga, definition: SagaDefinition) -> None:
     saga.status = Saga.Status.COMPLETED
     saga.wake_at = None
     saga.finished_at = timezone.now()
-    saga.save()
 
 
 def _finish_compensation(saga: Saga, definition: SagaDefinition) -> None:
@@ -175,7 +192,6 @@ def _finish_compensation(saga: Saga, definition: SagaDefinition) -> None:
     saga.status = Saga.Status.COMPENSATED
     saga.wake_at = None
     saga.finished_at = timezone.now()
-    saga.save()
 
 
 # --- perform ---------------------------------------------------------------------------
@@ -210,7 +226,8 @@ def _record(move: Move, outcome: Outcome, *, claim_next: bool = False) -> Move |
     """Record the move's outcome; with `claim_next`, claim the next move if it is due at once."""
     with transaction.atomic():
         saga = Saga.objects.select_for_update().get(pk=move.saga_id)
-        step = saga.steps.get(index=move.step_index)
+        steps = _steps(saga)
+        step = steps[move.step_index]
         definition = get_definition(saga.definition)
         if move.compensating:
             if (
@@ -226,12 +243,13 @@ def _record(move: Move, outcome: Outcome, *, claim_next: bool = False) -> Move |
         step.save()
         if delay == _NOW and claim_next:
             # Same lock, same transaction: the next move goes on in this task.
-            saga.save()
-            return _claim_locked(saga, definition)
-        if delay is not None:
-            schedule_advance(saga, delay=delay)
+            next_move = _claim_locked(saga, definition, steps)
+        else:
+            next_move = None
+            if delay is not None:
+                schedule_advance(saga, delay=delay)
         saga.save()
-    return None
+    return next_move
 
 
 def _record_action(
