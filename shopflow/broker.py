@@ -1,4 +1,6 @@
-"""Celery's filesystem transport for the embedded default, publishing each message whole.
+"""Celery transports: the filesystem one made safe, the Redis one made cheaper.
+
+The filesystem transport (the embedded default) publishes each message whole.
 
 kombu's own `_put` creates the message file in the queue folder and then writes
 it; a worker that lists the folder in between moves the empty file away, fails
@@ -11,11 +13,13 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from time import monotonic
 from typing import Any
 
 from kombu.exceptions import ChannelError
-from kombu.transport import filesystem
+from kombu.transport import filesystem, redis
 from kombu.utils.json import dumps
 
 
@@ -35,3 +39,31 @@ class FilesystemChannel(filesystem.Channel):
 
 class FilesystemTransport(filesystem.Transport):
     Channel = FilesystemChannel
+
+
+class RedisChannel(redis.Channel):
+    """kombu's Redis channel, with one client per connection pool instead of one per command.
+
+    kombu builds a new `redis.Redis` for every publish, ack and queue lookup
+    (`Channel.conn_or_acquire`); redis-py 6 fills ~160 response callbacks in
+    each, about a third of what a publish costs. A client over the channel's
+    pool is thread-safe and holds no connection itself, so it can be kept while
+    that pool lives; kombu replaces the pool on reconnect, and the client with it.
+    """
+
+    _pooled_client: Any = None
+
+    @contextmanager
+    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
+        if client:
+            yield client
+            return
+        pool = self.pool
+        kept = self._pooled_client
+        if kept is None or kept.connection_pool is not pool:
+            kept = self._pooled_client = self._create_client()
+        yield kept
+
+
+class RedisTransport(redis.Transport):
+    Channel = RedisChannel

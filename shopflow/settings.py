@@ -164,12 +164,21 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     if CELERY_BROKER_URL.startswith("filesystem")
     else {}
 )
+
+
+def redis_broker_transport(broker_url: str) -> str | None:
+    """kombu's Redis transport builds a client per publish and ack; ours keeps one."""
+    return "shopflow.broker:RedisTransport" if broker_url.startswith("redis://") else None
+
+
 if CELERY_BROKER_URL.startswith("filesystem"):
     # kombu's transport lets a worker read a message half written, and die (kombu#1551).
     CELERY_BROKER_TRANSPORT = "shopflow.broker:FilesystemTransport"
     # kombu creates neither folder, and a worker or publisher without them fails.
     for _folder in ("queue", "control"):
         (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+elif CELERY_BROKER_URL.startswith("redis://"):
+    CELERY_BROKER_TRANSPORT = redis_broker_transport(CELERY_BROKER_URL)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"

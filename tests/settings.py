@@ -6,7 +6,7 @@ import shutil
 import tempfile
 
 from shopflow.settings import *  # noqa: F403
-from shopflow.settings import INSTALLED_APPS, env
+from shopflow.settings import INSTALLED_APPS, env, redis_broker_transport
 
 DATABASES = {
     "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/shopflow")
@@ -14,7 +14,7 @@ DATABASES = {
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/15")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
-CELERY_BROKER_TRANSPORT = None  # the URL's scheme decides
+CELERY_BROKER_TRANSPORT = redis_broker_transport(CELERY_BROKER_URL)  # as in production
 REDIS_URL = env.str("REDIS_URL", default=CELERY_BROKER_URL)
 CACHES = {"default": {"BACKEND": "shopflow.cache.RedisCache", "LOCATION": REDIS_URL}}
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.probe"]
