@@ -73,7 +73,8 @@ def schedule_shipment(saga: Saga) -> dict[str, Any]:
 
 
 def cancel_shipment(saga: Saga) -> None:
-    shipment_cancel(order_id=_order(saga).id)
+    # The key finds a booking whose answer was lost (the step was in doubt).
+    shipment_cancel(order_id=_order(saga).id, idempotency_key=step_key(saga, "schedule_shipment"))
 
 
 def confirm_order(saga: Saga) -> bool:

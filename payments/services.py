@@ -90,9 +90,18 @@ def _record_decline(payment_pk: int, reason: str) -> None:
 
 
 def payment_refund(*, order_id: UUID, idempotency_key: str) -> Payment | None:
-    """Refund a captured payment in full, once; anything else is left as it is."""
+    """Refund a captured payment in full, once; anything else is left as it is.
+
+    A payment still pending is one whose charge call failed without an answer
+    (a timeout): the gateway is asked whether it charged under the payment's
+    key, and a charge it made is recorded as captured first, then refunded.
+    """
     _outside_transaction("payment_refund")
     payment = Payment.objects.filter(order_id=order_id).first()
+    if payment is not None and payment.status == Payment.Status.PENDING:
+        charge = get_gateway().find_charge(idempotency_key=payment.idempotency_key)
+        if charge is not None:
+            payment = _record_capture(payment.pk, charge.reference)
     if payment is None or payment.status != Payment.Status.CAPTURED:
         return payment
     refund = get_gateway().refund(

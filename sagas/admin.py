@@ -24,6 +24,7 @@ class SagaStepInline(ReadOnlyInline):
         "status",
         "attempts",
         "compensation_attempts",
+        "in_doubt",
         "last_error",
         "next_attempt_at",
         "lease_expires_at",

@@ -120,24 +120,28 @@ def _claim_locked(
     if saga.status == Saga.Status.RUNNING:
         return _claim_action(saga, definition, steps.get(saga.current_step))
     if saga.status == Saga.Status.COMPENSATING:
-        undo = [s for s in steps.values() if s.status in _UNDO]
+        undo = [s for s in steps.values() if _to_undo(s)]
         return _claim_compensation(saga, definition, max(undo, key=lambda s: s.index, default=None))
     return None
 
 
-_UNDO = (SagaStep.Status.DONE, SagaStep.Status.COMPENSATING)
+def _to_undo(step: SagaStep) -> bool:
+    """Done, being undone, or in doubt: its last attempt failed transiently and may have acted."""
+    if step.status in (SagaStep.Status.DONE, SagaStep.Status.COMPENSATING):
+        return True
+    return step.in_doubt and step.status in (SagaStep.Status.PENDING, SagaStep.Status.FAILED)
 
 
 def _claim_action(saga: Saga, definition: SagaDefinition, step: SagaStep | None) -> Move | None:
     now = timezone.now()
-    in_doubt = step is not None and step.status == SagaStep.Status.RUNNING
-    if step is not None and _busy(step, now) and (in_doubt or not saga.cancel_requested):
+    interrupted = step is not None and step.status == SagaStep.Status.RUNNING
+    if step is not None and _busy(step, now) and (interrupted or not saga.cancel_requested):
         return None
-    if not in_doubt and not saga.cancel_requested and definition.called_off(saga):
+    if not interrupted and not saga.cancel_requested and definition.called_off(saga):
         saga.cancel_requested = True
     # A step whose worker died may have acted: run it again (idempotently) even
     # when cancelled, so its effect is known and can be compensated.
-    if saga.cancel_requested and not in_doubt:
+    if saga.cancel_requested and not interrupted:
         _start_compensation(saga)
         return None
     if step is None:
@@ -159,6 +163,9 @@ def _claim_compensation(
     if step is None:
         _finish_compensation(saga, definition)
         return None
+    # An in-doubt action's own backoff does not hold its compensation back.
+    if step.status != SagaStep.Status.COMPENSATING:
+        step.next_attempt_at = None
     if _busy(step, timezone.now()):
         return None
     step.status = SagaStep.Status.COMPENSATING
@@ -260,6 +267,8 @@ def _record_action(
     step.lease_expires_at = None
     spec = definition.steps[step.index]
     limit = spec.max_attempts or settings.SAGA_MAX_ATTEMPTS
+    # A transient failure may have acted (a timeout after the provider charged).
+    step.in_doubt = not outcome.ok and not outcome.permanent_reason
     if outcome.ok:
         step.status, step.result, step.finished_at = SagaStep.Status.DONE, outcome.result, now
         saga.current_step = step.index + 1

@@ -80,6 +80,9 @@ class SagaStep(models.Model):
     compensation_attempts = models.PositiveIntegerField(default=0)
     result = models.JSONField(default=dict, blank=True)
     last_error = models.TextField(blank=True)
+    # The action's last attempt failed transiently (a timeout, say), so it may have
+    # acted all the same: compensation undoes it too, by its idempotency key.
+    in_doubt = models.BooleanField(default=False)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

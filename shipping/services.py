@@ -39,6 +39,10 @@ def shipment_schedule(*, order_id: UUID, address: dict[str, Any], idempotency_ke
         with transaction.atomic():
             events_record([ShipmentRejected(order_id=order_id, reason=str(exc))])
         raise
+    return _record_booking(order_id, tracking, idempotency_key)
+
+
+def _record_booking(order_id: UUID, tracking: str, idempotency_key: str) -> Shipment:
     with transaction.atomic():
         shipment, created = Shipment.objects.get_or_create(
             order_id=order_id,
@@ -49,10 +53,18 @@ def shipment_schedule(*, order_id: UUID, address: dict[str, Any], idempotency_ke
     return shipment
 
 
-def shipment_cancel(*, order_id: UUID) -> Shipment | None:
-    """Call off a scheduled shipment; anything else is left as it is."""
+def shipment_cancel(*, order_id: UUID, idempotency_key: str = "") -> Shipment | None:
+    """Call off a scheduled shipment; anything else is left as it is.
+
+    With the booking's `idempotency_key`, a booking whose answer never came (a
+    timeout) is found at the carrier, recorded as scheduled, then called off.
+    """
     _outside_transaction("shipment_cancel")
     shipment = Shipment.objects.filter(order_id=order_id).first()
+    if shipment is None and idempotency_key:
+        tracking = get_carrier().find(idempotency_key=idempotency_key)
+        if tracking is not None:
+            shipment = _record_booking(order_id, tracking, idempotency_key)
     if shipment is None or shipment.status != Shipment.Status.SCHEDULED:
         return shipment
     get_carrier().cancel(tracking_number=shipment.tracking_number)

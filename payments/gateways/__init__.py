@@ -50,6 +50,11 @@ class PaymentGateway(Protocol):
 
     def refund(self, *, charge_ref: str, amount: Decimal, idempotency_key: str) -> Refund: ...
 
+    def find_charge(self, *, idempotency_key: str) -> Charge | None:
+        """The charge made under this key, if any: how a caller whose charge call timed
+        out learns whether money moved, without moving any."""
+        ...
+
 
 @cache
 def _gateway_class(path: str) -> type[PaymentGateway]:

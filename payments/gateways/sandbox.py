@@ -85,6 +85,16 @@ class SandboxGateway:
             )
         return Charge(reference=entry.reference, amount=entry.amount, currency=entry.currency)
 
+    def find_charge(self, *, idempotency_key: str) -> Charge | None:
+        _network_leg()
+        try:
+            entry = _recorded(SandboxLedgerEntry.Kind.CHARGE, idempotency_key)
+        finally:
+            _network_leg()
+        if entry is None:
+            return None
+        return Charge(reference=entry.reference, amount=entry.amount, currency=entry.currency)
+
     def refund(self, *, charge_ref: str, amount: Decimal, idempotency_key: str) -> Refund:
         _network_leg()
         try:

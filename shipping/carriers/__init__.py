@@ -32,6 +32,10 @@ class Carrier(Protocol):
         """Call the booking off; cancelling twice is harmless."""
         ...
 
+    def find(self, *, idempotency_key: str) -> str | None:
+        """The tracking number of a booking made under this key, if any (without booking)."""
+        ...
+
 
 @cache
 def _carrier_class(path: str) -> type[Carrier]:

@@ -34,5 +34,10 @@ class SandboxCarrier:
                 booking = SandboxBooking.objects.get(idempotency_key=idempotency_key)
         return booking.tracking_number
 
+    def find(self, *, idempotency_key: str) -> str | None:
+        time.sleep(settings.SHIPPING_SANDBOX_DELAY_SECONDS)
+        booking = SandboxBooking.objects.filter(idempotency_key=idempotency_key).first()
+        return booking.tracking_number if booking else None
+
     def cancel(self, *, tracking_number: str) -> None:
         SandboxBooking.objects.filter(tracking_number=tracking_number).update(cancelled=True)
