@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
+from inventory.models import Product
 from outbox import relay
 from outbox.models import Delivery
 from sagas import tasks
@@ -55,6 +57,12 @@ class ModuleWorker:
             self.worker.stop()
             self.worker = None
             self.broker.flushdb()
+
+
+@pytest.fixture
+def mug() -> Product:
+    """The product every saga test orders: 10 mugs at 9.95."""
+    return Product.objects.create(sku="MUG-1", name="Mug", price=Decimal("9.95"), on_hand=10)
 
 
 @pytest.fixture(scope="module")

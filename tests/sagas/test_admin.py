@@ -1,7 +1,5 @@
 """The saga admin: pages for staff with steps and the order's timeline, and the repair actions."""
 
-from decimal import Decimal
-
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
@@ -14,11 +12,6 @@ from tests.sagas.scenarios import place, saga_of
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CHANGELIST = reverse("admin:sagas_saga_changelist")
-
-
-@pytest.fixture
-def mug():
-    return Product.objects.create(sku="MUG-1", name="Mug", price=Decimal("9.95"), on_hand=10)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ while the order is cancelled.
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
@@ -32,11 +31,6 @@ from tests.sagas.scenarios import (
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SLOW_GATEWAY = {"PAYMENT_SANDBOX_DELAY_SECONDS": "2"}
-
-
-@pytest.fixture
-def mug():
-    return Product.objects.create(sku="MUG-1", name="Mug", price=Decimal("9.95"), on_hand=10)
 
 
 @contextmanager

@@ -8,11 +8,9 @@ the step again, and the retry reuses the step's idempotency key.
 
 import os
 import signal
-from decimal import Decimal
 
 import pytest
 
-from inventory.models import Product
 from payments.models import Payment, SandboxLedgerEntry
 from sagas.models import SagaStep
 from tests.conftest import wait_until
@@ -26,11 +24,6 @@ from tests.sagas.scenarios import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def mug():
-    return Product.objects.create(sku="MUG-1", name="Mug", price=Decimal("9.95"), on_hand=10)
 
 
 def charge_in_flight(order, *, gateway_charged: bool) -> bool:

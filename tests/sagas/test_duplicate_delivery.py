@@ -8,7 +8,6 @@ threads at once.
 
 import functools
 from collections import Counter
-from decimal import Decimal
 
 import pytest
 
@@ -36,11 +35,6 @@ CASES = {
     ("tok_chargeDeclined", "US", 1): ("failed", "payment_declined", 0),
     ("tok_visa", "US", 50): ("failed", "insufficient_stock", 0),
 }
-
-
-@pytest.fixture
-def mug():
-    return Product.objects.create(sku="MUG-1", name="Mug", price=Decimal("9.95"), on_hand=10)
 
 
 def place_every_case() -> dict:

@@ -5,11 +5,9 @@ capped at 8 s), so `tok_down` shows the default retry policy giving up in time.
 """
 
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 
-from inventory.models import Product
 from payments.models import Payment
 from sagas.models import SagaStep
 from shipping.models import Shipment
@@ -25,11 +23,6 @@ from tests.sagas.scenarios import (
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PRODUCTION_BACKOFF = {"SAGA_BACKOFF_BASE": "0.5", "SAGA_BACKOFF_MAX": "8"}
-
-
-@pytest.fixture
-def mug():
-    return Product.objects.create(sku="MUG-1", name="Mug", price=Decimal("9.95"), on_hand=10)
 
 
 @pytest.fixture(autouse=True)

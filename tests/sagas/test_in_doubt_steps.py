@@ -5,8 +5,6 @@ after its action ran, and the order is cancelled before the lease runs out.
 The re-run learns what the dead attempt did, so compensation undoes it.
 """
 
-from decimal import Decimal
-
 import pytest
 
 from inventory.models import Product
@@ -30,11 +28,6 @@ EFFECT = {
     "charge_payment": "payment.captured",
     "schedule_shipment": "shipment.scheduled",
 }
-
-
-@pytest.fixture
-def mug():
-    return Product.objects.create(sku="MUG-1", name="Mug", price=Decimal("9.95"), on_hand=10)
 
 
 def crashed_at(in_process, step_name: str, *, performed: bool):

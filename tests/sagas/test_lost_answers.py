@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from inventory.models import Product
 from orders.services import order_cancel
 from payments.gateways import GatewayUnavailable
 from payments.gateways.sandbox import SandboxGateway
@@ -48,11 +47,6 @@ class BooksThenTimesOut(SandboxCarrier):
     def schedule(self, **call: Any) -> str:
         super().schedule(**call)
         raise CarrierUnavailable("read timed out")
-
-
-@pytest.fixture
-def mug():
-    return Product.objects.create(sku="MUG-1", name="Mug", price=Decimal("9.95"), on_hand=10)
 
 
 @pytest.fixture

@@ -7,12 +7,10 @@ message and the separate claiming transaction between two moves are saved.
 """
 
 from dataclasses import replace
-from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from inventory.models import Product
 from orders import fulfilment
 from orders.models import Status
 from orders.services import order_cancel
@@ -28,11 +26,6 @@ from tests.sagas.scenarios import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def mug():
-    return Product.objects.create(sku="MUG-1", name="Mug", price=Decimal("9.95"), on_hand=10)
 
 
 def started(in_process) -> tuple[Any, Saga]:
