@@ -46,7 +46,7 @@ ORDERS = int(os.environ.get("SHOPFLOW_CHAOS_ORDERS", "2000"))
 RATE = float(os.environ.get("SHOPFLOW_CHAOS_RATE", "25"))
 WINDOW = int(os.environ.get("SHOPFLOW_CHAOS_WINDOW", "40"))
 SEED = int(os.environ.get("SHOPFLOW_CHAOS_SEED", str(random.randrange(2**32))))
-CLIENT_THREADS = 8  # gunicorn's 2 workers x 4 threads
+CLIENT_THREADS = 8  # about gunicorn's 3 workers x 3 threads (Procfile)
 KILLS = 10
 # Faults land between these shares of the orders placed.
 FAULT_WINDOW = (0.05, 0.85)
