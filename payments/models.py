@@ -27,6 +27,9 @@ class Payment(EventSource, models.Model):
     provider_ref = models.CharField(max_length=100, blank=True)
     refund_ref = models.CharField(max_length=100, blank=True)
     decline_reason = models.CharField(max_length=200, blank=True)
+    # Set by a compensation that found no charge under the key: no charge call is made
+    # for it any more, and a charge still in flight that lands later is refunded at once.
+    closed = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -22,6 +22,10 @@ def _outside_transaction(action: str) -> None:
         raise RuntimeError(f"{action} calls the payment gateway and must not run in a transaction")
 
 
+class PaymentClosed(Exception):
+    """The payment was closed by a compensation that found no charge: it is not charged now."""
+
+
 def payment_charge(
     *, order_id: UUID, amount: Decimal, currency: str, token: str, idempotency_key: str
 ) -> Payment:
@@ -29,7 +33,9 @@ def payment_charge(
 
     A payment already captured is returned as it is, without calling the
     gateway again (saleor#12229); a repeated call after a crash reuses the same
-    idempotency key, so the gateway returns its first charge.
+    idempotency key, so the gateway returns its first charge. A closed payment
+    raises PaymentClosed; a charge that lands after its payment was closed (a
+    call that outlived its lease) is recorded, refunded at once, and raises it too.
     """
     _outside_transaction("payment_charge")
     payment, _ = Payment.objects.get_or_create(
@@ -41,6 +47,8 @@ def payment_charge(
         return payment
     if payment.status == Payment.Status.DECLINED:
         raise PaymentDeclined(payment.decline_reason or "card declined")
+    if payment.closed:
+        raise PaymentClosed(f"payment {payment.pk} was closed without a charge")
     try:
         charge = get_gateway().charge(
             amount=payment.amount,
@@ -51,13 +59,23 @@ def payment_charge(
     except PaymentDeclined as exc:
         _record_decline(payment.pk, str(exc))
         raise
-    return _record_capture(payment.pk, charge.reference)
+    payment = _record_capture(payment.pk, charge.reference)
+    if payment.closed:
+        payment_refund(order_id=order_id, idempotency_key=f"{payment.idempotency_key}:late")
+        raise PaymentClosed(f"payment {payment.pk} was closed; its late charge was refunded")
+    return payment
+
+
+# No charge on record: pending, or declined by a later attempt after an earlier one
+# timed out (a provider may refuse a key it already charged under). A charge found
+# under the key is recorded over either.
+_UNSETTLED = (Payment.Status.PENDING, Payment.Status.DECLINED)
 
 
 def _record_capture(payment_pk: int, reference: str) -> Payment:
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_pk)
-        if payment.status == Payment.Status.PENDING:
+        if payment.status in _UNSETTLED:
             payment.status = Payment.Status.CAPTURED
             payment.provider_ref = reference
             payment.raise_event(
@@ -69,6 +87,16 @@ def _record_capture(payment_pk: int, reference: str) -> Payment:
                 )
             )
             payment.save()
+    return payment
+
+
+def _close(payment_pk: int) -> Payment:
+    """Close a pending payment whose charge was looked up and not found."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_pk)
+        if payment.status in _UNSETTLED and not payment.closed:
+            payment.closed = True
+            payment.save(update_fields=["closed", "updated_at"])
     return payment
 
 
@@ -92,16 +120,19 @@ def _record_decline(payment_pk: int, reason: str) -> None:
 def payment_refund(*, order_id: UUID, idempotency_key: str) -> Payment | None:
     """Refund a captured payment in full, once; anything else is left as it is.
 
-    A payment still pending is one whose charge call failed without an answer
-    (a timeout): the gateway is asked whether it charged under the payment's
-    key, and a charge it made is recorded as captured first, then refunded.
+    A payment not captured may be one whose charge call failed without an
+    answer (a timeout): the gateway is asked whether it charged under the
+    payment's key, and a charge it made is recorded as captured first, then refunded.
+    If it made none, the payment is closed (see `payment_charge`).
     """
     _outside_transaction("payment_refund")
     payment = Payment.objects.filter(order_id=order_id).first()
-    if payment is not None and payment.status == Payment.Status.PENDING:
+    if payment is not None and payment.status in _UNSETTLED:
         charge = get_gateway().find_charge(idempotency_key=payment.idempotency_key)
         if charge is not None:
             payment = _record_capture(payment.pk, charge.reference)
+        else:  # nothing to refund; a call still in flight refunds its own charge
+            payment = _close(payment.pk)
     if payment is None or payment.status != Payment.Status.CAPTURED:
         return payment
     refund = get_gateway().refund(

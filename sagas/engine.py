@@ -267,8 +267,9 @@ def _record_action(
     step.lease_expires_at = None
     spec = definition.steps[step.index]
     limit = spec.max_attempts or settings.SAGA_MAX_ATTEMPTS
-    # A transient failure may have acted (a timeout after the provider charged).
-    step.in_doubt = not outcome.ok and not outcome.permanent_reason
+    # A transient failure may have acted (a timeout after the provider charged), and a
+    # later permanent refusal does not say the earlier attempt did nothing.
+    step.in_doubt = not outcome.ok and (step.in_doubt or not outcome.permanent_reason)
     if outcome.ok:
         step.status, step.result, step.finished_at = SagaStep.Status.DONE, outcome.result, now
         saga.current_step = step.index + 1

@@ -82,7 +82,7 @@ class SagaStep(models.Model):
     last_error = models.TextField(blank=True)
     # The action's last attempt failed transiently (a timeout, say), so it may have
     # acted all the same: compensation undoes it too, by its idempotency key.
-    in_doubt = models.BooleanField(default=False)
+    in_doubt = models.BooleanField(default=False, db_default=False)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

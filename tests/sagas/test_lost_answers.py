@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from orders.services import order_cancel
-from payments.gateways import GatewayUnavailable
+from payments.gateways import GatewayUnavailable, PaymentDeclined
 from payments.gateways.sandbox import SandboxGateway
 from payments.models import SandboxLedgerEntry
 from sagas import engine
@@ -37,6 +37,17 @@ class ChargesThenTimesOut(SandboxGateway):
     """Takes the money, then the answer is lost on the way back."""
 
     def charge(self, **call: Any) -> Any:
+        super().charge(**call)
+        raise GatewayUnavailable("read timed out")
+
+
+class TimesOutThenRefuses(SandboxGateway):
+    """Charges and loses the answer, then refuses the retry for good (a provider that
+    reports a key it already used as a permanent conflict)."""
+
+    def charge(self, **call: Any) -> Any:
+        if SandboxLedgerEntry.objects.filter(idempotency_key=call["idempotency_key"]).exists():
+            raise PaymentDeclined("idempotency key already used")
         super().charge(**call)
         raise GatewayUnavailable("read timed out")
 
@@ -98,6 +109,19 @@ def test_a_gateway_that_never_answers_fails_the_order_and_gives_back_what_it_too
     assert len(charges) == 1  # every retry used the same key: one charge at most
     assert net_money(order) == Decimal("0.00")
     assert timeline(order)[-3:] == ["payment.refunded", "inventory.released", "order.failed"]
+    assert_final_state_is_consistent(order)
+
+
+def test_a_refusal_after_a_lost_answer_still_gives_the_money_back(in_process, mug, settings):
+    settings.PAYMENT_GATEWAY = f"{__name__}.TimesOutThenRefuses"
+    order = place()
+    in_process.deliver()
+    in_process.run_until_quiet()
+
+    order = reloaded(order)
+    assert (order.status, order.failure_reason) == ("failed", "payment_declined")
+    assert len(ledger_charges(order)) == 1
+    assert net_money(order) == Decimal("0.00")
     assert_final_state_is_consistent(order)
 
 

@@ -1,0 +1,100 @@
+"""A charge attempt that outlived its lease cannot leave money with a cancelled order.
+
+Attempt 1 of the charge stalls past its lease; attempt 2 times out without
+charging, so the step is in doubt; the customer cancels and compensation finds
+no charge under the key and closes the payment. Then attempt 1 goes on: before
+its request leaves (it must not charge), or while its request is in flight (the
+charge lands after the close and is refunded at once). In process, as
+tests/sagas/test_lost_answers.py: the test decides what runs when.
+"""
+
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from orders.models import Order
+from orders.services import order_cancel
+from payments.gateways import GatewayUnavailable
+from payments.gateways.sandbox import SandboxGateway
+from payments.models import Payment
+from sagas import engine
+from sagas.models import SagaStep
+from tests.sagas.scenarios import ledger_charges, net_money, place, reloaded, saga_of, timeline
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class FailsBeforeCharging(SandboxGateway):
+    """The gateway is unreachable: nothing is charged, the caller sees a timeout."""
+
+    def charge(self, **call: Any) -> Any:
+        raise GatewayUnavailable("connect timed out")
+
+
+class SlowToCharge(SandboxGateway):
+    """Runs `meanwhile` (what other workers do) after the request left, before it charges."""
+
+    meanwhile: Callable[[], None] | None = None
+
+    def charge(self, **call: Any) -> Any:
+        meanwhile, SlowToCharge.meanwhile = SlowToCharge.meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
+        return super().charge(**call)
+
+
+def stalled_charge_then_a_timeout(in_process, settings) -> tuple[Order, engine.Move]:
+    """Stock reserved; attempt 1 of the charge claimed and stalled past its lease;
+    attempt 2 (the watchdog's re-ask) timed out without charging: the step is in doubt."""
+    order = place()
+    in_process.deliver()
+    saga = saga_of(order)
+    engine.saga_advance(saga.pk)  # reserve_stock
+    in_process.advances.clear()
+    stalled = engine._claim(saga.pk)
+    assert (stalled.step_index, stalled.attempt) == (1, 1)
+    time.sleep(0.05)  # the lease (0.02 s here, 30 s by default) runs out
+    settings.PAYMENT_GATEWAY = f"{__name__}.FailsBeforeCharging"
+    engine.saga_advance(saga.pk)
+    step = saga.steps.get(index=1)
+    assert (step.status, step.in_doubt, step.attempts) == (SagaStep.Status.PENDING, True, 2)
+    return order, stalled
+
+
+def cancel_and_compensate(in_process, order: Order) -> None:
+    order_cancel(order_id=order.pk, reason="changed my mind")
+    in_process.run_until_quiet()
+
+
+def test_a_stalled_attempt_that_resumes_after_the_cancel_does_not_charge(in_process, mug, settings):
+    order, stalled = stalled_charge_then_a_timeout(in_process, settings)
+    settings.PAYMENT_GATEWAY = "payments.gateways.sandbox.SandboxGateway"
+    # when: the customer cancels; compensation finds no charge and closes the payment
+    cancel_and_compensate(in_process, order)
+    assert reloaded(order).status == "cancelled"
+    assert Payment.objects.get(order_id=order.pk).closed
+    # and then the stalled attempt goes on, and its worker records what it got
+    engine._record(stalled, engine._perform(stalled))
+    in_process.run_until_quiet()
+    # then: it did not call the gateway; the cancelled order keeps no money
+    assert ledger_charges(order) == []
+    assert Payment.objects.get(order_id=order.pk).status == Payment.Status.PENDING
+    assert "payment.captured" not in timeline(order)
+
+
+def test_a_charge_landing_after_the_cancel_is_refunded_at_once(in_process, mug, settings):
+    order, stalled = stalled_charge_then_a_timeout(in_process, settings)
+    # when: attempt 1's request is in flight while the order is cancelled and compensated
+    settings.PAYMENT_GATEWAY = f"{__name__}.SlowToCharge"
+    SlowToCharge.meanwhile = lambda: cancel_and_compensate(in_process, order)
+    engine._record(stalled, engine._perform(stalled))
+    in_process.run_until_quiet()
+    # then: the charge it made was recorded and refunded; the order keeps nothing
+    assert reloaded(order).status == "cancelled"
+    assert len(ledger_charges(order)) == 1
+    assert net_money(order) == Decimal("0.00")
+    assert Payment.objects.get(order_id=order.pk).status == Payment.Status.REFUNDED
+    assert timeline(order)[-2:] == ["payment.captured", "payment.refunded"]
