@@ -8,7 +8,8 @@ from uuid import UUID
 from django.db import connection, transaction
 
 from inventory.services import reservation_commit
-from orders.models import InvalidTransition
+from orders.models import InvalidTransition, Order
+from orders.models import Status as OrderStatus
 from orders.services import order_mark_delivered, order_mark_shipped
 from outbox.services import events_record
 from shipping.carriers import CarrierRejected, get_carrier
@@ -39,7 +40,15 @@ def shipment_schedule(*, order_id: UUID, address: dict[str, Any], idempotency_ke
         with transaction.atomic():
             events_record([ShipmentRejected(order_id=order_id, reason=str(exc))])
         raise
-    return _record_booking(order_id, tracking, idempotency_key)
+    shipment = _record_booking(order_id, tracking, idempotency_key)
+    if Order.objects.filter(pk=order_id, status__in=_OVER).exists():
+        # The order ended while this call was in flight (a call that outlived its
+        # lease, after compensation found no booking): the booking is called off at once.
+        return shipment_cancel(order_id=order_id) or shipment
+    return shipment
+
+
+_OVER = (OrderStatus.CANCELLED, OrderStatus.FAILED)
 
 
 def _record_booking(order_id: UUID, tracking: str, idempotency_key: str) -> Shipment:

@@ -1,4 +1,4 @@
-"""A charge attempt that outlived its lease cannot leave money with a cancelled order.
+"""A provider call that outlived its lease cannot leave money or a parcel with a cancelled order.
 
 Attempt 1 of the charge stalls past its lease; attempt 2 times out without
 charging, so the step is in doubt; the customer cancels and compensation finds
@@ -22,7 +22,18 @@ from payments.gateways.sandbox import SandboxGateway
 from payments.models import Payment
 from sagas import engine
 from sagas.models import SagaStep
-from tests.sagas.scenarios import ledger_charges, net_money, place, reloaded, saga_of, timeline
+from shipping.carriers import CarrierUnavailable
+from shipping.carriers.sandbox import SandboxCarrier
+from shipping.models import SandboxBooking, Shipment
+from tests.sagas.scenarios import (
+    assert_final_state_is_consistent,
+    ledger_charges,
+    net_money,
+    place,
+    reloaded,
+    saga_of,
+    timeline,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -98,3 +109,38 @@ def test_a_charge_landing_after_the_cancel_is_refunded_at_once(in_process, mug, 
     assert net_money(order) == Decimal("0.00")
     assert Payment.objects.get(order_id=order.pk).status == Payment.Status.REFUNDED
     assert timeline(order)[-2:] == ["payment.captured", "payment.refunded"]
+
+
+class FailsBeforeBooking(SandboxCarrier):
+    """The carrier is unreachable: nothing is booked, the caller sees a timeout."""
+
+    def schedule(self, **call: Any) -> str:
+        raise CarrierUnavailable("connect timed out")
+
+
+def test_a_booking_landing_after_the_cancel_is_called_off_at_once(in_process, mug, settings):
+    # given: stock reserved and paid; attempt 1 of the booking stalls past its lease,
+    # attempt 2 times out without booking, so the step is in doubt
+    order = place()
+    in_process.deliver()
+    saga = saga_of(order)
+    engine.saga_advance(saga.pk, moves=2)  # reserve_stock, charge_payment
+    in_process.advances.clear()
+    stalled = engine._claim(saga.pk)
+    assert (stalled.step_index, stalled.attempt) == (2, 1)
+    time.sleep(0.05)
+    settings.SHIPPING_CARRIER = f"{__name__}.FailsBeforeBooking"
+    engine.saga_advance(saga.pk)
+    assert saga.steps.get(index=2).in_doubt
+    settings.SHIPPING_CARRIER = "shipping.carriers.sandbox.SandboxCarrier"
+    # when: the order is cancelled and compensated (no booking found), then the
+    # stalled attempt's booking lands
+    cancel_and_compensate(in_process, order)
+    engine._record(stalled, engine._perform(stalled))
+    in_process.run_until_quiet()
+    # then: the booking was recorded and called off at once
+    assert reloaded(order).status == "cancelled"
+    assert SandboxBooking.objects.get().cancelled
+    assert Shipment.objects.get(order_id=order.pk).status == Shipment.Status.CANCELLED
+    assert timeline(order)[-2:] == ["shipment.scheduled", "shipment.cancelled"]
+    assert_final_state_is_consistent(order)
