@@ -292,7 +292,11 @@ def _record_compensation(saga: Saga, step: SagaStep, outcome: Outcome) -> float 
     """Update the step and saga for the compensation's outcome; returns when to move next."""
     step.lease_expires_at = None
     if outcome.ok:
-        step.status, step.compensated_at = SagaStep.Status.COMPENSATED, timezone.now()
+        # An action that failed for good (in doubt, so undone all the same) still reads
+        # `failed`: that is the step that broke the saga. The doubt is settled either way.
+        failed = step.index >= saga.current_step and step.finished_at is not None
+        step.status = SagaStep.Status.FAILED if failed else SagaStep.Status.COMPENSATED
+        step.compensated_at, step.in_doubt = timezone.now(), False
         return _NOW
     if step.compensation_attempts >= settings.SAGA_COMPENSATION_MAX_ATTEMPTS:
         step.status, step.last_error = SagaStep.Status.COMPENSATION_FAILED, outcome.error

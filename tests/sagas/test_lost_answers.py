@@ -93,6 +93,9 @@ def test_a_charge_whose_answer_was_lost_is_refunded_when_the_order_is_cancelled(
     assert types.index("payment.captured") < types.index("payment.refunded")
     assert "inventory.released" in types
     assert_undone_after_done(types)
+    # cancelled between attempts, it reads compensated; its doubt is settled
+    step = saga.steps.get(name="charge_payment")
+    assert (step.status, step.in_doubt) == (SagaStep.Status.COMPENSATED, False)
     assert_final_state_is_consistent(order)
 
 
@@ -109,6 +112,10 @@ def test_a_gateway_that_never_answers_fails_the_order_and_gives_back_what_it_too
     assert len(charges) == 1  # every retry used the same key: one charge at most
     assert net_money(order) == Decimal("0.00")
     assert timeline(order)[-3:] == ["payment.refunded", "inventory.released", "order.failed"]
+    # the step that broke the saga still reads failed, though its charge was undone
+    step = saga_of(order).steps.get(name="charge_payment")
+    assert (step.status, step.in_doubt) == (SagaStep.Status.FAILED, False)
+    assert step.compensated_at is not None
     assert_final_state_is_consistent(order)
 
 
