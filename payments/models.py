@@ -38,6 +38,14 @@ class Payment(EventSource, models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount__gte=0), name="payment_amount_gte_0")
         ]
+        indexes = [
+            # The late-charge sweep's rows: a handful at most, among all payments.
+            models.Index(
+                fields=["id"],
+                name="payment_late_charge_idx",
+                condition=Q(closed=True, status="captured"),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency} for {self.order_id} ({self.status})"

@@ -7,14 +7,17 @@ then recorded with its event in a short transaction of its own.
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from uuid import UUID
 
 from django.db import connection, transaction
 
 from payments import events
-from payments.gateways import PaymentDeclined, get_gateway
+from payments.gateways import GatewayError, PaymentDeclined, get_gateway
 from payments.models import Payment
+
+logger = logging.getLogger("shopflow.payments")
 
 
 def _outside_transaction(action: str) -> None:
@@ -61,9 +64,29 @@ def payment_charge(
         raise
     payment = _record_capture(payment.pk, charge.reference)
     if payment.closed:
-        payment_refund(order_id=order_id, idempotency_key=f"{payment.idempotency_key}:late")
-        raise PaymentClosed(f"payment {payment.pk} was closed; its late charge was refunded")
+        _refund_late_charge(payment)
+        raise PaymentClosed(f"payment {payment.pk} was closed; its late charge goes back")
     return payment
+
+
+def _refund_late_charge(payment: Payment) -> bool:
+    """Refund a charge that landed after its payment was closed; whether it went back.
+
+    A failure is logged, not raised: `payments_late_charges_refund` (beat) tries
+    again until it succeeds, from the persisted state (closed and captured).
+    """
+    try:
+        payment_refund(order_id=payment.order_id, idempotency_key=f"{payment.idempotency_key}:late")
+    except GatewayError:
+        logger.warning("refund of late charge on payment %s failed; beat retries", payment.pk)
+        return False
+    return True
+
+
+def payments_late_charges_refund(*, limit: int = 100) -> int:
+    """Refund the late charges on closed payments that are still captured; returns how many."""
+    late = Payment.objects.filter(closed=True, status=Payment.Status.CAPTURED).order_by("pk")
+    return sum(_refund_late_charge(payment) for payment in late[:limit])
 
 
 # No charge on record: pending, or declined by a later attempt after an earlier one

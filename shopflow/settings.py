@@ -201,6 +201,7 @@ CELERY_TASK_ROUTES = {
     "sagas.watchdog": {"queue": "saga"},
     "shipping.sandbox_advance": {"queue": "events"},
     "orders.purge_idempotency_keys": {"queue": "outbox"},
+    "payments.refund_late_charges": {"queue": "events"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
@@ -288,6 +289,8 @@ CELERY_BEAT_SCHEDULE = {
     "purge-outbox": {"task": "outbox.purge_outbox", "schedule": 3600.0},
     "saga-watchdog": {"task": "sagas.watchdog", "schedule": SAGA_WATCHDOG_INTERVAL},
     "purge-idempotency-keys": {"task": "orders.purge_idempotency_keys", "schedule": 3600.0},
+    # A charge that landed after compensation closed its payment, whose own refund failed.
+    "refund-late-charges": {"task": "payments.refund_late_charges", "schedule": 60.0},
 }
 if SHIPPING_SANDBOX_AUTO_ADVANCE:
     CELERY_BEAT_SCHEDULE["sandbox-carrier"] = {"task": "shipping.sandbox_advance", "schedule": 5.0}

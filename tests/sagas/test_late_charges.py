@@ -20,6 +20,8 @@ from orders.services import order_cancel
 from payments.gateways import GatewayUnavailable
 from payments.gateways.sandbox import SandboxGateway
 from payments.models import Payment
+from payments.services import payments_late_charges_refund
+from payments.tasks import refund_late_charges
 from sagas import engine
 from sagas.models import SagaStep
 from shipping.carriers import CarrierUnavailable
@@ -144,3 +146,32 @@ def test_a_booking_landing_after_the_cancel_is_called_off_at_once(in_process, mu
     assert Shipment.objects.get(order_id=order.pk).status == Shipment.Status.CANCELLED
     assert timeline(order)[-2:] == ["shipment.scheduled", "shipment.cancelled"]
     assert_final_state_is_consistent(order)
+
+
+def test_a_late_charge_whose_refund_fails_is_refunded_by_the_sweep(in_process, mug, settings):
+    # given: the in-flight charge of the test above, on a card whose first two refunds
+    # fail (tok_refundFlaky): its immediate refund fails, so it stays captured
+    order = place(token="tok_refundFlaky")
+    in_process.deliver()
+    saga = saga_of(order)
+    engine.saga_advance(saga.pk)  # reserve_stock
+    in_process.advances.clear()
+    stalled = engine._claim(saga.pk)
+    time.sleep(0.05)
+    settings.PAYMENT_GATEWAY = f"{__name__}.FailsBeforeCharging"
+    engine.saga_advance(saga.pk)
+    settings.PAYMENT_GATEWAY = f"{__name__}.SlowToCharge"
+    SlowToCharge.meanwhile = lambda: cancel_and_compensate(in_process, order)
+    engine._record(stalled, engine._perform(stalled))
+    in_process.run_until_quiet()
+    payment = Payment.objects.get(order_id=order.pk)
+    assert (payment.status, payment.closed) == (Payment.Status.CAPTURED, True)
+    assert net_money(order) == payment.amount
+    # when: beat's sweep runs (the second refund attempt fails too, the third succeeds)
+    swept = [payments_late_charges_refund(), refund_late_charges()]  # the service, the task
+    # then
+    assert swept == [0, 1]
+    assert Payment.objects.get(order_id=order.pk).status == Payment.Status.REFUNDED
+    assert net_money(order) == Decimal("0.00")
+    assert payments_late_charges_refund() == 0
+    assert timeline(order).count("payment.refunded") == 1
