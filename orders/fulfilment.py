@@ -69,6 +69,10 @@ def schedule_shipment(saga: Saga) -> dict[str, Any]:
         )
     except CarrierRejected as exc:
         raise PermanentFailure(FailureReason.SHIPPING_UNAVAILABLE, str(exc)) from exc
+    if not Saga.objects.filter(pk=saga.pk, status=Saga.Status.RUNNING).exists():
+        # This attempt outlived its lease and the saga went on to compensate (its
+        # lookup may have come before this booking): the booking goes back at once.
+        shipment_cancel(order_id=order.id)
     return {"shipment_id": shipment.pk, "tracking_number": shipment.tracking_number}
 
 

@@ -14,8 +14,11 @@ from payments.services import payment_refund
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdmin):
-    list_display = ("order_id", "amount", "currency", "status", "provider_ref", "created_at")
-    list_filter = ("status", "currency")
+    list_display = (
+        "order_id", "amount", "currency", "status", "closed", "provider_ref", "created_at"
+    )  # fmt: skip
+    # closed: compensation found no charge; a charge that lands later goes back (RELIABILITY.md)
+    list_filter = ("status", "closed", "currency")
     search_fields = ("order_id", "provider_ref", "refund_ref")
     actions = ("refund",)
 

@@ -147,6 +147,8 @@ def _claim_action(saga: Saga, definition: SagaDefinition, step: SagaStep | None)
     if step is None:
         _complete(saga, definition)
         return None
+    # An attempt cut off by its lease recorded nothing, and may have acted.
+    step.in_doubt = step.in_doubt or interrupted
     step.status = SagaStep.Status.RUNNING
     step.attempts += 1
     step.lease_expires_at = _lease()

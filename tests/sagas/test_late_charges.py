@@ -1,11 +1,12 @@
-"""A provider call that outlived its lease cannot leave money or a parcel with a cancelled order.
+"""A provider call that outlived its lease leaves no money or parcel with a final order.
 
-Attempt 1 of the charge stalls past its lease; attempt 2 times out without
-charging, so the step is in doubt; the customer cancels and compensation finds
-no charge under the key and closes the payment. Then attempt 1 goes on: before
-its request leaves (it must not charge), or while its request is in flight (the
-charge lands after the close and is refunded at once). In process, as
-tests/sagas/test_lost_answers.py: the test decides what runs when.
+Attempt 1 of a step stalls past its lease; the watchdog's attempt 2 times out
+(the step is in doubt) or is refused; the order is cancelled or the saga fails,
+and compensation finds nothing under the key. Then attempt 1 goes on: before its
+request leaves (it must not charge), or while its request is in flight (the
+charge or booking lands late and goes back at once, or by beat's sweep). In
+process, as tests/sagas/test_lost_answers.py: the test decides what runs when.
+The last three tests came from a review; each failed before its fix.
 """
 
 import time
@@ -17,7 +18,7 @@ import pytest
 
 from orders.models import Order
 from orders.services import order_cancel
-from payments.gateways import GatewayUnavailable
+from payments.gateways import GatewayUnavailable, PaymentDeclined
 from payments.gateways.sandbox import SandboxGateway
 from payments.models import Payment
 from payments.services import payments_late_charges_refund
@@ -29,6 +30,7 @@ from shipping.carriers.sandbox import SandboxCarrier
 from shipping.models import SandboxBooking, Shipment
 from tests.sagas.scenarios import (
     assert_final_state_is_consistent,
+    assert_undone_after_done,
     ledger_charges,
     net_money,
     place,
@@ -175,3 +177,92 @@ def test_a_late_charge_whose_refund_fails_is_refunded_by_the_sweep(in_process, m
     assert net_money(order) == Decimal("0.00")
     assert payments_late_charges_refund() == 0
     assert timeline(order).count("payment.refunded") == 1
+
+
+class Declines(SandboxGateway):
+    """Refuses the key for good without charging (what the attempt that re-asks is told)."""
+
+    def charge(self, **call: Any) -> Any:
+        raise PaymentDeclined("do not honour")
+
+
+def test_a_booking_landing_while_a_failed_saga_compensates_is_called_off(in_process, mug, settings):
+    # given: reserved and paid; booking attempt 1 stalls past its lease; attempt 2 times
+    # out and is the last one allowed, so the step fails in doubt and the saga compensates
+    settings.SAGA_MAX_ATTEMPTS = 2
+    order = place()
+    in_process.deliver()
+    saga = saga_of(order)
+    engine.saga_advance(saga.pk, moves=2)  # reserve_stock, charge_payment
+    in_process.advances.clear()
+    stalled = engine._claim(saga.pk)
+    assert (stalled.step_index, stalled.attempt) == (2, 1)
+    time.sleep(0.05)
+    settings.SHIPPING_CARRIER = f"{__name__}.FailsBeforeBooking"
+    engine.saga_advance(saga.pk)  # attempt 2: transient, exhausted
+    settings.SHIPPING_CARRIER = "shipping.carriers.sandbox.SandboxCarrier"
+    engine.saga_advance(saga.pk)  # compensation of the booking step: nothing found
+    assert saga.steps.get(index=2).compensated_at is not None
+    assert reloaded(order).status == "pending"  # refund and release still to come
+    # when: the stalled attempt's booking lands now, before fail_order
+    engine._record(stalled, engine._perform(stalled))
+    in_process.run_until_quiet()
+    # then: the failed order holds no scheduled shipment
+    assert reloaded(order).status == "failed"
+    assert Shipment.objects.get(order_id=order.pk).status == Shipment.Status.CANCELLED
+    assert_final_state_is_consistent(order)
+
+
+def test_a_charge_landing_after_a_refusal_of_the_re_ask_is_given_back(in_process, mug, settings):
+    # given: charge attempt 1's request is in flight past its lease (it never records an
+    # outcome, so the step is not in doubt); meanwhile the watchdog's attempt 2 is refused
+    # for good, the saga compensates and the order fails
+    order = place()
+    in_process.deliver()
+    saga = saga_of(order)
+    engine.saga_advance(saga.pk)  # reserve_stock
+    in_process.advances.clear()
+    stalled = engine._claim(saga.pk)
+    assert (stalled.step_index, stalled.attempt) == (1, 1)
+    time.sleep(0.05)
+
+    def meanwhile() -> None:
+        settings.PAYMENT_GATEWAY = f"{__name__}.Declines"
+        in_process.run_until_quiet()
+        assert reloaded(order).status == "failed"
+        settings.PAYMENT_GATEWAY = f"{__name__}.SlowToCharge"
+
+    settings.PAYMENT_GATEWAY = f"{__name__}.SlowToCharge"
+    SlowToCharge.meanwhile = meanwhile
+    # when: attempt 1's charge lands at the gateway after all that
+    engine._record(stalled, engine._perform(stalled))
+    in_process.run_until_quiet()
+    # then: the failed order keeps no money
+    payment = Payment.objects.get(order_id=order.pk)
+    assert payment.status != Payment.Status.CAPTURED, (payment.status, payment.closed)
+    assert net_money(order) == 0
+    assert_final_state_is_consistent(order)
+
+
+class CancelsMeanwhile(SandboxCarrier):
+    def schedule(self, **call: Any) -> str:
+        order_cancel(order_id=call["order_id"], reason="changed my mind")
+        return super().schedule(**call)
+
+
+def test_an_order_cancelled_while_its_booking_is_in_flight_ends_consistent(
+    in_process, mug, settings
+):
+    # The guard on a live (not stale) attempt: the order is cancelled while the booking
+    # call is in flight; the booking is called off by the guard, then by compensation.
+    order = place()
+    in_process.deliver()
+    saga = saga_of(order)
+    engine.saga_advance(saga.pk, moves=2)
+    settings.SHIPPING_CARRIER = f"{__name__}.CancelsMeanwhile"
+    engine.saga_advance(saga.pk)
+    settings.SHIPPING_CARRIER = "shipping.carriers.sandbox.SandboxCarrier"
+    in_process.run_until_quiet()
+    assert reloaded(order).status == "cancelled"
+    assert_undone_after_done(timeline(order))
+    assert_final_state_is_consistent(order)
