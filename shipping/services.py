@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
 
 from inventory.services import reservation_commit
 from orders.models import InvalidTransition, Order
 from orders.models import Status as OrderStatus
 from orders.services import order_mark_delivered, order_mark_shipped
 from outbox.services import events_record
-from shipping.carriers import CarrierRejected, get_carrier
+from shipping.carriers import CarrierError, CarrierRejected, get_carrier
 from shipping.events import ShipmentCancelled, ShipmentRejected, ShipmentScheduled
 from shipping.models import Shipment
+
+logger = logging.getLogger("shopflow.shipping")
 
 
 class UnknownTrackingNumber(LookupError):
@@ -86,6 +92,33 @@ def shipment_cancel(*, order_id: UUID, idempotency_key: str = "") -> Shipment | 
             )
             shipment.save()
     return shipment
+
+
+def shipments_of_ended_orders_cancel(
+    *, grace: timedelta = timedelta(minutes=1), limit: int = 100
+) -> int:
+    """Call off scheduled shipments of cancelled or failed orders; returns how many.
+
+    Compensation calls a shipment off; what it can miss is a booking that landed
+    late and whose own call-off failed at the carrier. Beat runs this (a
+    shipment untouched for `grace`, so a compensation under way goes first).
+    """
+    ended = Order.objects.filter(pk=OuterRef("order_id"), status__in=_OVER)
+    left = (
+        Shipment.objects.filter(status=Shipment.Status.SCHEDULED)
+        .filter(updated_at__lt=timezone.now() - grace)
+        .filter(Exists(ended))
+        .order_by("pk")
+    )
+    called_off = 0
+    for shipment in left[:limit]:
+        try:
+            shipment_cancel(order_id=shipment.order_id)
+        except CarrierError:
+            logger.warning("calling off shipment %s failed; beat retries", shipment.pk)
+            continue
+        called_off += 1
+    return called_off
 
 
 def shipment_advance(*, tracking_number: str, status: str) -> Shipment:

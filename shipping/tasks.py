@@ -1,4 +1,4 @@
-"""Celery tasks of shipping: the sandbox carrier's own progress, for demos."""
+"""Celery tasks of shipping: the sandbox carrier's own progress, for demos, and a repair."""
 
 from datetime import timedelta
 
@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from orders.models import InvalidTransition
 from shipping.models import Shipment
-from shipping.services import shipment_advance
+from shipping.services import shipment_advance, shipments_of_ended_orders_cancel
 
 
 @shared_task(name="shipping.sandbox_advance", ignore_result=True)
@@ -35,3 +35,9 @@ def sandbox_advance() -> int:
             except InvalidTransition:  # cancelled or moved meanwhile
                 continue
     return moved
+
+
+@shared_task(name="shipping.cancel_ended_orders_shipments", ignore_result=True)
+def cancel_ended_orders_shipments() -> int:
+    """Call off scheduled shipments that cancelled or failed orders still hold (beat)."""
+    return shipments_of_ended_orders_cancel()

@@ -202,6 +202,7 @@ CELERY_TASK_ROUTES = {
     "shipping.sandbox_advance": {"queue": "events"},
     "orders.purge_idempotency_keys": {"queue": "outbox"},
     "payments.refund_late_charges": {"queue": "events"},
+    "shipping.cancel_ended_orders_shipments": {"queue": "events"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
@@ -291,6 +292,11 @@ CELERY_BEAT_SCHEDULE = {
     "purge-idempotency-keys": {"task": "orders.purge_idempotency_keys", "schedule": 3600.0},
     # A charge that landed after compensation closed its payment, whose own refund failed.
     "refund-late-charges": {"task": "payments.refund_late_charges", "schedule": 60.0},
+    # A booking that landed after compensation, whose own call-off failed.
+    "cancel-ended-orders-shipments": {
+        "task": "shipping.cancel_ended_orders_shipments",
+        "schedule": 60.0,
+    },
 }
 if SHIPPING_SANDBOX_AUTO_ADVANCE:
     CELERY_BEAT_SCHEDULE["sandbox-carrier"] = {"task": "shipping.sandbox_advance", "schedule": 5.0}

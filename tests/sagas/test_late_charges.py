@@ -11,6 +11,7 @@ The last three tests came from a review; each failed before its fix.
 
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +29,8 @@ from sagas.models import SagaStep
 from shipping.carriers import CarrierUnavailable
 from shipping.carriers.sandbox import SandboxCarrier
 from shipping.models import SandboxBooking, Shipment
+from shipping.services import shipments_of_ended_orders_cancel
+from shipping.tasks import cancel_ended_orders_shipments
 from tests.sagas.scenarios import (
     assert_final_state_is_consistent,
     assert_undone_after_done,
@@ -265,4 +268,45 @@ def test_an_order_cancelled_while_its_booking_is_in_flight_ends_consistent(
     in_process.run_until_quiet()
     assert reloaded(order).status == "cancelled"
     assert_undone_after_done(timeline(order))
+    assert_final_state_is_consistent(order)
+
+
+class CancelFailsOnce(SandboxCarrier):
+    """The carrier's first call-off fails; later ones go through."""
+
+    failed = False
+
+    def cancel(self, **call: Any) -> None:
+        if not CancelFailsOnce.failed:
+            CancelFailsOnce.failed = True
+            raise CarrierUnavailable("cancel timed out")
+        super().cancel(**call)
+
+
+def test_a_late_booking_whose_call_off_fails_is_called_off_by_the_sweep(in_process, mug, settings):
+    # given: the late booking of the test above, whose immediate call-off fails
+    order = place()
+    in_process.deliver()
+    saga = saga_of(order)
+    engine.saga_advance(saga.pk, moves=2)  # reserve_stock, charge_payment
+    in_process.advances.clear()
+    stalled = engine._claim(saga.pk)
+    time.sleep(0.05)
+    settings.SHIPPING_CARRIER = f"{__name__}.FailsBeforeBooking"
+    engine.saga_advance(saga.pk)
+    settings.SHIPPING_CARRIER = f"{__name__}.CancelFailsOnce"
+    CancelFailsOnce.failed = False
+    cancel_and_compensate(in_process, order)
+    engine._record(stalled, engine._perform(stalled))
+    in_process.run_until_quiet()
+    assert Shipment.objects.get(order_id=order.pk).status == Shipment.Status.SCHEDULED
+    assert not SandboxBooking.objects.get().cancelled
+    # when: beat's sweep runs (within the grace it leaves the shipment to compensation)
+    assert cancel_ended_orders_shipments() == 0  # the beat task, default grace
+    assert shipments_of_ended_orders_cancel(grace=timedelta(0)) == 1
+    # then
+    assert Shipment.objects.get(order_id=order.pk).status == Shipment.Status.CANCELLED
+    assert SandboxBooking.objects.get().cancelled
+    assert timeline(order).count("shipment.cancelled") == 1
+    assert shipments_of_ended_orders_cancel(grace=timedelta(0)) == 0
     assert_final_state_is_consistent(order)
