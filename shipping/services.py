@@ -46,15 +46,7 @@ def shipment_schedule(*, order_id: UUID, address: dict[str, Any], idempotency_ke
         with transaction.atomic():
             events_record([ShipmentRejected(order_id=order_id, reason=str(exc))])
         raise
-    shipment = _record_booking(order_id, tracking, idempotency_key)
-    if Order.objects.filter(pk=order_id, status__in=_OVER).exists():
-        # The order ended while this call was in flight (a call that outlived its
-        # lease, after compensation found no booking): the booking is called off at once.
-        return shipment_cancel(order_id=order_id) or shipment
-    return shipment
-
-
-_OVER = (OrderStatus.CANCELLED, OrderStatus.FAILED)
+    return _record_booking(order_id, tracking, idempotency_key)
 
 
 def _record_booking(order_id: UUID, tracking: str, idempotency_key: str) -> Shipment:
@@ -92,6 +84,10 @@ def shipment_cancel(*, order_id: UUID, idempotency_key: str = "") -> Shipment | 
             )
             shipment.save()
     return shipment
+
+
+# Orders whose shipment, if any, must be cancelled.
+_OVER = (OrderStatus.CANCELLED, OrderStatus.FAILED)
 
 
 def shipments_of_ended_orders_cancel(
