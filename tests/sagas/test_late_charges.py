@@ -25,7 +25,7 @@ from payments.models import Payment
 from payments.services import payments_late_charges_refund
 from payments.tasks import refund_late_charges
 from sagas import engine
-from sagas.models import SagaStep
+from sagas.models import Saga, SagaStep
 from shipping.carriers import CarrierUnavailable
 from shipping.carriers.sandbox import SandboxCarrier
 from shipping.models import SandboxBooking, Shipment
@@ -52,6 +52,13 @@ class FailsBeforeCharging(SandboxGateway):
         raise GatewayUnavailable("connect timed out")
 
 
+class FailsBeforeBooking(SandboxCarrier):
+    """The carrier is unreachable: nothing is booked, the caller sees a timeout."""
+
+    def schedule(self, **call: Any) -> str:
+        raise CarrierUnavailable("connect timed out")
+
+
 class SlowToCharge(SandboxGateway):
     """Runs `meanwhile` (what other workers do) after the request left, before it charges."""
 
@@ -64,21 +71,46 @@ class SlowToCharge(SandboxGateway):
         return super().charge(**call)
 
 
-def stalled_charge_then_a_timeout(in_process, settings) -> tuple[Order, engine.Move]:
-    """Stock reserved; attempt 1 of the charge claimed and stalled past its lease;
-    attempt 2 (the watchdog's re-ask) timed out without charging: the step is in doubt."""
-    order = place()
+# step -> (index, the setting naming its provider, a provider that fails before acting)
+PROVIDERS = {
+    "charge_payment": (1, "PAYMENT_GATEWAY", "FailsBeforeCharging"),
+    "schedule_shipment": (2, "SHIPPING_CARRIER", "FailsBeforeBooking"),
+}
+
+
+def stalled_attempt(
+    in_process, step_name: str, token: str = "tok_visa"
+) -> tuple[Order, Saga, engine.Move]:
+    """The steps before `step_name` done; its attempt 1 claimed and stalled past its lease."""
+    index = PROVIDERS[step_name][0]
+    order = place(token=token)
     in_process.deliver()
     saga = saga_of(order)
-    engine.saga_advance(saga.pk)  # reserve_stock
+    if index:
+        engine.saga_advance(saga.pk, moves=index)
     in_process.advances.clear()
     stalled = engine._claim(saga.pk)
-    assert (stalled.step_index, stalled.attempt) == (1, 1)
+    assert (stalled.step_index, stalled.attempt) == (index, 1)
     time.sleep(0.05)  # the lease (0.02 s here, 30 s by default) runs out
-    settings.PAYMENT_GATEWAY = f"{__name__}.FailsBeforeCharging"
+    return order, saga, stalled
+
+
+def then_a_timeout(saga: Saga, step_name: str, settings) -> SagaStep:
+    """The watchdog's attempt 2 times out without acting: the step is in doubt."""
+    index, setting, failing = PROVIDERS[step_name]
+    real = getattr(settings, setting)
+    setattr(settings, setting, f"{__name__}.{failing}")
     engine.saga_advance(saga.pk)
-    step = saga.steps.get(index=1)
-    assert (step.status, step.in_doubt, step.attempts) == (SagaStep.Status.PENDING, True, 2)
+    setattr(settings, setting, real)
+    step = saga.steps.get(index=index)
+    assert (step.in_doubt, step.attempts) == (True, 2)
+    return step
+
+
+def stalled_charge_then_a_timeout(in_process, settings) -> tuple[Order, engine.Move]:
+    """Stock reserved; attempt 1 of the charge stalled past its lease; attempt 2 timed out."""
+    order, saga, stalled = stalled_attempt(in_process, "charge_payment")
+    assert then_a_timeout(saga, "charge_payment", settings).status == SagaStep.Status.PENDING
     return order, stalled
 
 
@@ -89,7 +121,6 @@ def cancel_and_compensate(in_process, order: Order) -> None:
 
 def test_a_stalled_attempt_that_resumes_after_the_cancel_does_not_charge(in_process, mug, settings):
     order, stalled = stalled_charge_then_a_timeout(in_process, settings)
-    settings.PAYMENT_GATEWAY = "payments.gateways.sandbox.SandboxGateway"
     # when: the customer cancels; compensation finds no charge and closes the payment
     cancel_and_compensate(in_process, order)
     assert reloaded(order).status == "cancelled"
@@ -118,28 +149,11 @@ def test_a_charge_landing_after_the_cancel_is_refunded_at_once(in_process, mug, 
     assert timeline(order)[-2:] == ["payment.captured", "payment.refunded"]
 
 
-class FailsBeforeBooking(SandboxCarrier):
-    """The carrier is unreachable: nothing is booked, the caller sees a timeout."""
-
-    def schedule(self, **call: Any) -> str:
-        raise CarrierUnavailable("connect timed out")
-
-
 def test_a_booking_landing_after_the_cancel_is_called_off_at_once(in_process, mug, settings):
     # given: stock reserved and paid; attempt 1 of the booking stalls past its lease,
     # attempt 2 times out without booking, so the step is in doubt
-    order = place()
-    in_process.deliver()
-    saga = saga_of(order)
-    engine.saga_advance(saga.pk, moves=2)  # reserve_stock, charge_payment
-    in_process.advances.clear()
-    stalled = engine._claim(saga.pk)
-    assert (stalled.step_index, stalled.attempt) == (2, 1)
-    time.sleep(0.05)
-    settings.SHIPPING_CARRIER = f"{__name__}.FailsBeforeBooking"
-    engine.saga_advance(saga.pk)
-    assert saga.steps.get(index=2).in_doubt
-    settings.SHIPPING_CARRIER = "shipping.carriers.sandbox.SandboxCarrier"
+    order, saga, stalled = stalled_attempt(in_process, "schedule_shipment")
+    then_a_timeout(saga, "schedule_shipment", settings)
     # when: the order is cancelled and compensated (no booking found), then the
     # stalled attempt's booking lands
     cancel_and_compensate(in_process, order)
@@ -156,15 +170,8 @@ def test_a_booking_landing_after_the_cancel_is_called_off_at_once(in_process, mu
 def test_a_late_charge_whose_refund_fails_is_refunded_by_the_sweep(in_process, mug, settings):
     # given: the in-flight charge of the test above, on a card whose first two refunds
     # fail (tok_refundFlaky): its immediate refund fails, so it stays captured
-    order = place(token="tok_refundFlaky")
-    in_process.deliver()
-    saga = saga_of(order)
-    engine.saga_advance(saga.pk)  # reserve_stock
-    in_process.advances.clear()
-    stalled = engine._claim(saga.pk)
-    time.sleep(0.05)
-    settings.PAYMENT_GATEWAY = f"{__name__}.FailsBeforeCharging"
-    engine.saga_advance(saga.pk)
+    order, saga, stalled = stalled_attempt(in_process, "charge_payment", token="tok_refundFlaky")
+    then_a_timeout(saga, "charge_payment", settings)
     settings.PAYMENT_GATEWAY = f"{__name__}.SlowToCharge"
     SlowToCharge.meanwhile = lambda: cancel_and_compensate(in_process, order)
     engine._record(stalled, engine._perform(stalled))
@@ -193,17 +200,8 @@ def test_a_booking_landing_while_a_failed_saga_compensates_is_called_off(in_proc
     # given: reserved and paid; booking attempt 1 stalls past its lease; attempt 2 times
     # out and is the last one allowed, so the step fails in doubt and the saga compensates
     settings.SAGA_MAX_ATTEMPTS = 2
-    order = place()
-    in_process.deliver()
-    saga = saga_of(order)
-    engine.saga_advance(saga.pk, moves=2)  # reserve_stock, charge_payment
-    in_process.advances.clear()
-    stalled = engine._claim(saga.pk)
-    assert (stalled.step_index, stalled.attempt) == (2, 1)
-    time.sleep(0.05)
-    settings.SHIPPING_CARRIER = f"{__name__}.FailsBeforeBooking"
-    engine.saga_advance(saga.pk)  # attempt 2: transient, exhausted
-    settings.SHIPPING_CARRIER = "shipping.carriers.sandbox.SandboxCarrier"
+    order, saga, stalled = stalled_attempt(in_process, "schedule_shipment")
+    then_a_timeout(saga, "schedule_shipment", settings)  # attempt 2: transient, exhausted
     engine.saga_advance(saga.pk)  # compensation of the booking step: nothing found
     assert saga.steps.get(index=2).compensated_at is not None
     assert reloaded(order).status == "pending"  # refund and release still to come
@@ -220,14 +218,7 @@ def test_a_charge_landing_after_a_refusal_of_the_re_ask_is_given_back(in_process
     # given: charge attempt 1's request is in flight past its lease (it never records an
     # outcome, so the step is not in doubt); meanwhile the watchdog's attempt 2 is refused
     # for good, the saga compensates and the order fails
-    order = place()
-    in_process.deliver()
-    saga = saga_of(order)
-    engine.saga_advance(saga.pk)  # reserve_stock
-    in_process.advances.clear()
-    stalled = engine._claim(saga.pk)
-    assert (stalled.step_index, stalled.attempt) == (1, 1)
-    time.sleep(0.05)
+    order, _, stalled = stalled_attempt(in_process, "charge_payment")
 
     def meanwhile() -> None:
         settings.PAYMENT_GATEWAY = f"{__name__}.Declines"
@@ -256,8 +247,8 @@ class CancelsMeanwhile(SandboxCarrier):
 def test_an_order_cancelled_while_its_booking_is_in_flight_ends_consistent(
     in_process, mug, settings
 ):
-    # The guard on a live (not stale) attempt: the order is cancelled while the booking
-    # call is in flight; the booking is called off by the guard, then by compensation.
+    # A live (not stale) attempt: the order is cancelled while the booking call is in
+    # flight; the saga is still running, so compensation, not the guard, calls it off.
     order = place()
     in_process.deliver()
     saga = saga_of(order)
@@ -285,15 +276,8 @@ class CancelFailsOnce(SandboxCarrier):
 
 def test_a_late_booking_whose_call_off_fails_is_called_off_by_the_sweep(in_process, mug, settings):
     # given: the late booking of the test above, whose immediate call-off fails
-    order = place()
-    in_process.deliver()
-    saga = saga_of(order)
-    engine.saga_advance(saga.pk, moves=2)  # reserve_stock, charge_payment
-    in_process.advances.clear()
-    stalled = engine._claim(saga.pk)
-    time.sleep(0.05)
-    settings.SHIPPING_CARRIER = f"{__name__}.FailsBeforeBooking"
-    engine.saga_advance(saga.pk)
+    order, saga, stalled = stalled_attempt(in_process, "schedule_shipment")
+    then_a_timeout(saga, "schedule_shipment", settings)
     settings.SHIPPING_CARRIER = f"{__name__}.CancelFailsOnce"
     CancelFailsOnce.failed = False
     cancel_and_compensate(in_process, order)
