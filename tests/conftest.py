@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -134,6 +134,21 @@ class BeatProcess(CeleryProcess):
         super().stop()
         for path in self.schedule.parent.glob(f"{self.schedule.name}*"):
             path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def staff(admin_client: Any) -> Any:
+    """pytest-django's client logged in as a superuser, for the admin's pages and actions.
+
+    (tests/api overrides `staff` with a staff user for its API clients.)
+    """
+    return admin_client
+
+
+@pytest.fixture
+def no_wake_up(settings: Any) -> None:
+    """Commits do not wake the relay: tests that drive deliveries themselves."""
+    settings.OUTBOX_WAKE_ON_COMMIT = False
 
 
 @pytest.fixture

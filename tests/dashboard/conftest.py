@@ -18,17 +18,6 @@ from tests.dashboard.factories import (
 )
 
 
-@pytest.fixture(autouse=True)
-def no_wake_up(settings):
-    settings.OUTBOX_WAKE_ON_COMMIT = False
-
-
-@pytest.fixture
-def staff(client, django_user_model):
-    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "pw"))
-    return client
-
-
 @pytest.fixture
 def dataset():
     """Deliveries, dead letters, sagas and orders whose counts the tests know.
@@ -54,3 +43,8 @@ def dataset():
                             ("pending", 1), ("cancelled", 90)]:  # fmt: skip
         order_created(status, at=minutes_ago(now, minutes))
     return SimpleNamespace(blocking=blocking)
+
+
+@pytest.fixture(autouse=True)
+def _no_wake_up(no_wake_up: None) -> None:
+    """Every dashboard test runs without the relay's wake-up."""

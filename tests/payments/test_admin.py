@@ -10,21 +10,10 @@ from payments.gateways import PaymentDeclined
 from payments.models import Payment, SandboxLedgerEntry
 from payments.services import payment_charge
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_wake_up")]
 
 PAYMENTS = reverse("admin:payments_payment_changelist")
 LEDGER = reverse("admin:payments_sandboxledgerentry_changelist")
-
-
-@pytest.fixture(autouse=True)
-def no_wake_up(settings):
-    settings.OUTBOX_WAKE_ON_COMMIT = False
-
-
-@pytest.fixture
-def staff(client, django_user_model):
-    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "pw"))
-    return client
 
 
 def charged(token: str = "tok_visa") -> Payment:

@@ -15,12 +15,6 @@ CHANGELIST = reverse("admin:sagas_saga_changelist")
 
 
 @pytest.fixture
-def staff(client, django_user_model):
-    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "pw"))
-    return client
-
-
-@pytest.fixture
 def viewer(client, django_user_model):
     """Staff who may look at sagas but not repair them."""
     user = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)

@@ -13,21 +13,10 @@ from orders.services import LineRequest, order_confirm, order_place
 from shipping.models import Shipment
 from shipping.services import shipment_schedule
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_wake_up")]
 
 SHIPMENTS = reverse("admin:shipping_shipment_changelist")
 ADDRESS = {"name": "A", "line1": "1", "city": "C", "postal_code": "1", "country": "US"}
-
-
-@pytest.fixture(autouse=True)
-def no_wake_up(settings):
-    settings.OUTBOX_WAKE_ON_COMMIT = False
-
-
-@pytest.fixture
-def staff(client, django_user_model):
-    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "pw"))
-    return client
 
 
 @pytest.fixture
