@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import math
 import random
 import threading
 import time
@@ -21,6 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.db import connection
+
+from orders.simulation import mix_allocate
 
 
 @dataclass(frozen=True)
@@ -101,14 +102,9 @@ def orders_plan(
 
 
 def _allocate(count: int, rng: random.Random) -> list[Scenario]:
-    exact = {s: count * s.share / 100 for s in MIX}
-    counts = {s: math.floor(n) for s, n in exact.items()}
-    by_remainder = sorted(MIX, key=lambda s: exact[s] - counts[s], reverse=True)
-    for scenario in by_remainder[: count - sum(counts.values())]:
-        counts[scenario] += 1
-    scenarios = [s for s, n in counts.items() for _ in range(n)]
-    rng.shuffle(scenarios)
-    return scenarios
+    """`count` scenarios in the mix's proportions, as `simulate_orders` allocates them."""
+    by_name = {s.name: s for s in MIX}
+    return [by_name[name] for name in mix_allocate({s.name: s.share for s in MIX}, count, rng)]
 
 
 def _planned(
