@@ -7,7 +7,7 @@ deadlocking, and availability read under the lock cannot be oversold.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from uuid import UUID
 
@@ -75,16 +75,22 @@ def _lock_reservation(order_id: UUID) -> Reservation | None:
     return Reservation.objects.select_for_update().filter(order_id=order_id).first()
 
 
-def reservation_create(*, order_id: UUID, lines: Mapping[str, int]) -> Reservation:
+def reservation_create(
+    *, order_id: UUID, lines: Mapping[str, int], fence: Callable[[], None] | None = None
+) -> Reservation:
     """Reserve every line for the order, or none (raises `InsufficientStock`).
 
     Idempotent: a reservation that already exists for the order is returned
     unchanged. A rejection is recorded as `inventory.reservation_rejected`.
+    `fence` runs first in the transaction and raises to refuse the whole write
+    (a saga attempt that is no longer its step's current one).
     """
     # A non-positive quantity would pass the availability check and lower `reserved`.
     if not lines or any(quantity <= 0 for quantity in lines.values()):
         raise ValueError("a reservation needs at least one line, each with a positive quantity")
     with transaction.atomic():
+        if fence is not None:
+            fence()
         reservation = _claim_reservation(order_id)
         if reservation is None:
             return Reservation.objects.get(order_id=order_id)

@@ -2,11 +2,14 @@
 
 When a step fails for good, the engine undoes the finished steps in reverse
 (cancel the shipment, refund, release the stock) and the order fails with the
-step's reason. Every external call carries a key made from the saga and step.
+step's reason. Every external call carries a key made from the saga and step,
+and every local write of an action goes through the attempt's `fence`, so an
+attempt that outlived its lease writes nothing (sagas/fencing.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from inventory.services import InsufficientStock, reservation_create, reservation_release
@@ -20,17 +23,18 @@ from shipping.carriers import CarrierRejected
 from shipping.services import shipment_cancel, shipment_schedule
 
 FULFILMENT = "order_fulfilment"
+Fence = Callable[[], None]
 
 
 def _order(saga: Saga) -> Order:
     return Order.objects.get(pk=saga.key)
 
 
-def reserve_stock(saga: Saga) -> dict[str, Any]:
+def reserve_stock(saga: Saga, fence: Fence) -> dict[str, Any]:
     order = _order(saga)
     lines = {item.sku: item.quantity for item in order.items.all()}
     try:
-        reservation = reservation_create(order_id=order.id, lines=lines)
+        reservation = reservation_create(order_id=order.id, lines=lines, fence=fence)
     except InsufficientStock as exc:
         raise PermanentFailure(FailureReason.INSUFFICIENT_STOCK, str(exc)) from exc
     return {"reservation_id": reservation.pk}
@@ -40,7 +44,7 @@ def release_stock(saga: Saga) -> None:
     reservation_release(order_id=_order(saga).id)
 
 
-def charge_payment(saga: Saga) -> dict[str, Any]:
+def charge_payment(saga: Saga, fence: Fence) -> dict[str, Any]:
     order = _order(saga)
     try:
         payment = payment_charge(
@@ -49,6 +53,7 @@ def charge_payment(saga: Saga) -> dict[str, Any]:
             currency=order.currency,
             token=order.payment_token,
             idempotency_key=step_key(saga, "charge_payment"),
+            fence=fence,
         )
     except PaymentDeclined as exc:
         raise PermanentFailure(FailureReason.PAYMENT_DECLINED, str(exc)) from exc
@@ -56,23 +61,21 @@ def charge_payment(saga: Saga) -> dict[str, Any]:
 
 
 def refund_payment(saga: Saga) -> None:
-    payment_refund(order_id=_order(saga).id, idempotency_key=step_key(saga, "refund_payment"))
+    # The refund's key comes from the payment: one refund at most, whoever asks.
+    payment_refund(order_id=_order(saga).id)
 
 
-def schedule_shipment(saga: Saga) -> dict[str, Any]:
+def schedule_shipment(saga: Saga, fence: Fence) -> dict[str, Any]:
     order = _order(saga)
     try:
         shipment = shipment_schedule(
             order_id=order.id,
             address=order.shipping_address,
             idempotency_key=step_key(saga, "schedule_shipment"),
+            fence=fence,
         )
     except CarrierRejected as exc:
         raise PermanentFailure(FailureReason.SHIPPING_UNAVAILABLE, str(exc)) from exc
-    if not Saga.objects.filter(pk=saga.pk, status=Saga.Status.RUNNING).exists():
-        # This attempt outlived its lease and the saga went on to compensate (its
-        # lookup may have come before this booking): the booking goes back at once.
-        shipment_cancel(order_id=order.id)
     return {"shipment_id": shipment.pk, "tracking_number": shipment.tracking_number}
 
 

@@ -31,9 +31,7 @@ class PaymentAdmin(ReadOnlyAdmin):
                 )
                 continue
             try:
-                payment_refund(
-                    order_id=payment.order_id, idempotency_key=f"admin-refund:{payment.pk}"
-                )
+                payment_refund(order_id=payment.order_id)
             except GatewayError as exc:
                 self.message_user(request, f"{payment}: refund failed: {exc}", messages.ERROR)
             else:

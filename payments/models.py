@@ -44,11 +44,22 @@ class Payment(EventSource, models.Model):
                 fields=["id"],
                 name="payment_late_charge_idx",
                 condition=Q(closed=True, status="captured"),
-            )
+            ),
+            # ... and the payments it asks the gateway about again: closed, not captured.
+            models.Index(
+                fields=["updated_at"],
+                name="payment_closed_recent_idx",
+                condition=Q(closed=True) & ~Q(status="captured") & ~Q(status="refunded"),
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency} for {self.order_id} ({self.status})"
+
+    @property
+    def refund_key(self) -> str:
+        """The idempotency key of the payment's one full refund, whoever asks for it."""
+        return f"{self.idempotency_key}:refund"
 
 
 class SandboxLedgerEntry(models.Model):

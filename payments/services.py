@@ -8,14 +8,18 @@ then recorded with its event in a short transaction of its own.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from uuid import UUID
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from payments import events
 from payments.gateways import GatewayError, PaymentDeclined, get_gateway
 from payments.models import Payment
+from shopflow.clock import db_now
 
 logger = logging.getLogger("shopflow.payments")
 
@@ -29,23 +33,36 @@ class PaymentClosed(Exception):
     """The payment was closed by a compensation that found no charge: it is not charged now."""
 
 
+Fence = Callable[[], None]
+
+
 def payment_charge(
-    *, order_id: UUID, amount: Decimal, currency: str, token: str, idempotency_key: str
+    *,
+    order_id: UUID,
+    amount: Decimal,
+    currency: str,
+    token: str,
+    idempotency_key: str,
+    fence: Fence | None = None,
 ) -> Payment:
     """Capture `amount` for the order, once (raises PaymentDeclined / GatewayUnavailable).
 
     A payment already captured is returned as it is, without calling the
     gateway again (saleor#12229); a repeated call after a crash reuses the same
     idempotency key, so the gateway returns its first charge. A closed payment
-    raises PaymentClosed; a charge that lands after its payment was closed (a
-    call that outlived its lease) is recorded, refunded at once, and raises it too.
+    raises PaymentClosed. `fence` runs inside every transaction that writes
+    (the payment row, the capture, the decline) and raises to refuse the write:
+    a saga attempt that outlived its lease records nothing, and its charge, if
+    one lands, is found by the compensation through the key.
     """
     _outside_transaction("payment_charge")
-    payment, _ = Payment.objects.get_or_create(
-        order_id=order_id,
-        defaults={"amount": amount, "currency": currency, "token": token,
-                  "idempotency_key": idempotency_key},
-    )  # fmt: skip
+    with transaction.atomic():
+        _check(fence)
+        payment, _ = Payment.objects.get_or_create(
+            order_id=order_id,
+            defaults={"amount": amount, "currency": currency, "token": token,
+                      "idempotency_key": idempotency_key},
+        )  # fmt: skip
     if payment.status in (Payment.Status.CAPTURED, Payment.Status.REFUNDED):
         return payment
     if payment.status == Payment.Status.DECLINED:
@@ -60,13 +77,14 @@ def payment_charge(
             idempotency_key=payment.idempotency_key,
         )
     except PaymentDeclined as exc:
-        _record_decline(payment.pk, str(exc))
+        _record_decline(payment.pk, str(exc), fence)
         raise
-    payment = _record_capture(payment.pk, charge.reference)
-    if payment.closed:
-        _refund_late_charge(payment)
-        raise PaymentClosed(f"payment {payment.pk} was closed; its late charge goes back")
-    return payment
+    return _record_capture(payment.pk, charge.reference, fence)
+
+
+def _check(fence: Fence | None) -> None:
+    if fence is not None:
+        fence()
 
 
 def _refund_late_charge(payment: Payment) -> bool:
@@ -76,16 +94,29 @@ def _refund_late_charge(payment: Payment) -> bool:
     again until it succeeds, from the persisted state (closed and captured).
     """
     try:
-        payment_refund(order_id=payment.order_id, idempotency_key=f"{payment.idempotency_key}:late")
+        payment = payment_refund(order_id=payment.order_id)
     except GatewayError:
         logger.warning("refund of late charge on payment %s failed; beat retries", payment.pk)
         return False
-    return True
+    return payment is not None and payment.status == Payment.Status.REFUNDED
 
 
 def payments_late_charges_refund(*, limit: int = 100) -> int:
-    """Refund the late charges on closed payments that are still captured; returns how many."""
-    late = Payment.objects.filter(closed=True, status=Payment.Status.CAPTURED).order_by("pk")
+    """Give back charges that landed after their payment was closed; returns how many.
+
+    Two kinds, both money a provider moved after compensation had looked for
+    it: a late charge recorded whose refund failed (closed and captured), and
+    a charge that landed while nobody was left to record it (its attempt's
+    worker died, or the compensation's second look failed). The gateway is
+    asked again, by the payment's key, for every payment closed within
+    PAYMENT_LATE_CHARGE_WINDOW_SECONDS, longer than any call can outlive its lease.
+    """
+    window = timedelta(seconds=settings.PAYMENT_LATE_CHARGE_WINDOW_SECONDS)
+    captured = Payment.objects.filter(closed=True, status=Payment.Status.CAPTURED)
+    recent = Payment.objects.filter(
+        closed=True, status__in=_UNSETTLED, updated_at__gte=db_now() - window
+    )
+    late = (captured | recent).order_by("pk")
     return sum(_refund_late_charge(payment) for payment in late[:limit])
 
 
@@ -95,8 +126,9 @@ def payments_late_charges_refund(*, limit: int = 100) -> int:
 _UNSETTLED = (Payment.Status.PENDING, Payment.Status.DECLINED)
 
 
-def _record_capture(payment_pk: int, reference: str) -> Payment:
+def _record_capture(payment_pk: int, reference: str, fence: Fence | None = None) -> Payment:
     with transaction.atomic():
+        _check(fence)
         payment = Payment.objects.select_for_update().get(pk=payment_pk)
         if payment.status in _UNSETTLED:
             payment.status = Payment.Status.CAPTURED
@@ -123,8 +155,9 @@ def _close(payment_pk: int) -> Payment:
     return payment
 
 
-def _record_decline(payment_pk: int, reason: str) -> None:
+def _record_decline(payment_pk: int, reason: str, fence: Fence | None) -> None:
     with transaction.atomic():
+        _check(fence)
         payment = Payment.objects.select_for_update().get(pk=payment_pk)
         if payment.status == Payment.Status.PENDING:
             payment.status = Payment.Status.DECLINED
@@ -140,9 +173,12 @@ def _record_decline(payment_pk: int, reason: str) -> None:
             payment.save()
 
 
-def payment_refund(*, order_id: UUID, idempotency_key: str) -> Payment | None:
+def payment_refund(*, order_id: UUID) -> Payment | None:
     """Refund a captured payment in full, once; anything else is left as it is.
 
+    The refund's idempotency key is the payment's (`Payment.refund_key`), so
+    the saga, a late-charge sweep and an operator asking at once still move
+    the money back at most once, whatever the provider does with a second key.
     A payment not captured may be one whose charge call failed without an
     answer (a timeout): the gateway is asked whether it charged under the
     payment's key, and a charge it made is recorded as captured first, then refunded.
@@ -159,7 +195,7 @@ def payment_refund(*, order_id: UUID, idempotency_key: str) -> Payment | None:
     if payment is None or payment.status != Payment.Status.CAPTURED:
         return payment
     refund = get_gateway().refund(
-        charge_ref=payment.provider_ref, amount=payment.amount, idempotency_key=idempotency_key
+        charge_ref=payment.provider_ref, amount=payment.amount, idempotency_key=payment.refund_key
     )
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment.pk)

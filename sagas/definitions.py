@@ -21,7 +21,9 @@ class TransientFailure(Exception):
     """An action's error that the same call may not hit again (timeout, provider down)."""
 
 
-Action = Callable[[Saga], dict[str, Any] | None]
+# An action gets the attempt's fence: it passes it to every service that writes
+# what the action did, which calls it inside the writing transaction (sagas/fencing.py).
+Action = Callable[[Saga, Callable[[], None]], dict[str, Any] | None]
 Compensation = Callable[[Saga], None]
 
 
@@ -30,7 +32,10 @@ class Step:
     """One local transaction of a saga and how to undo it.
 
     Both callables must be idempotent: they may run again after a crash, with
-    an idempotency key derived from the saga and the step (`step_key`).
+    an idempotency key derived from the saga and the step (`step_key`). The
+    action's local writes go through its fence, so only the step's current
+    attempt makes them; the compensation must undo what a stale attempt's
+    provider call did too, which it finds by the same key.
     """
 
     name: str

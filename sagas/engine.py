@@ -7,9 +7,11 @@ recording transaction also claims it, and the same call performs it, up to
 `moves` in a row (the `sagas.advance` task passes SAGA_MOVES_PER_TASK);
 otherwise, or past that budget, the next move is a new task scheduled after
 commit. Duplicated or stale calls are harmless: a claim gives the step a lease
-and an attempt number, and only the holder of the latest attempt may record
-its outcome. A lost call is brought back by the watchdog, which looks at
-`Saga.wake_at`.
+and a fencing token, and only the holder of the latest token may write what it
+did or record its outcome (`sagas/fencing.py`). A lost call is brought back by
+the watchdog, which looks at `Saga.wake_at`. Every instant compared across
+processes (leases, backoffs, `wake_at`) is the database's, read with the
+saga's row lock.
 """
 
 from __future__ import annotations
@@ -17,16 +19,18 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from sagas.definitions import PermanentFailure, SagaDefinition, get_definition
+from sagas.fencing import Fence, StaleAttempt, lease_kept
 from sagas.models import Saga, SagaStep
+from shopflow.clock import db_now
 
 logger = logging.getLogger("shopflow.sagas")
 
@@ -37,6 +41,8 @@ class Move:
     step_index: int
     compensating: bool
     attempt: int
+    # The step's fencing token this move was claimed with.
+    fence: int = 0
     # The saga as claimed, so performing the move need not read it again.
     saga: Saga | None = field(default=None, compare=False, repr=False)
 
@@ -57,9 +63,12 @@ def saga_advance(saga_id: UUID, *, moves: int = 1) -> None:
         move = _record(move, _perform(move), claim_next=moves > 0)
 
 
-def schedule_advance(saga: Saga, *, delay: float = 0.0) -> None:
-    """Ask for the saga's next move after commit; the watchdog covers a lost message."""
-    saga.wake_at = timezone.now() + timedelta(seconds=delay + settings.SAGA_WAKE_GRACE_SECONDS)
+def schedule_advance(saga: Saga, *, now: datetime, delay: float = 0.0) -> None:
+    """Ask for the saga's next move after commit; the watchdog covers a lost message.
+
+    `now` is the database's time (`db_now()`, or `locked()`'s), as every instant is.
+    """
+    saga.wake_at = now + timedelta(seconds=delay + settings.SAGA_WAKE_GRACE_SECONDS)
     if delay > settings.SAGA_MAX_COUNTDOWN:
         return  # a long wait stays a row for the watchdog, not a broker countdown (celery#2599)
     from sagas.tasks import advance_saga
@@ -75,11 +84,19 @@ def _backoff(attempt: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def _lease() -> timezone.datetime:
-    return timezone.now() + timedelta(seconds=settings.SAGA_STEP_LEASE_SECONDS)
+def locked(**lookup: Any) -> tuple[Saga | None, datetime]:
+    """Lock the saga found by `lookup`; it and the database's time, in one query."""
+    saga = Saga.objects.select_for_update().annotate(db_now=Now()).filter(**lookup).first()
+    if saga is None:
+        return None, db_now()
+    return saga, saga.db_now
 
 
-def _busy(step: SagaStep, now: timezone.datetime) -> bool:
+def _lease(now: datetime) -> datetime:
+    return now + timedelta(seconds=settings.SAGA_STEP_LEASE_SECONDS)
+
+
+def _busy(step: SagaStep, now: datetime) -> bool:
     """In flight elsewhere, or waiting out its backoff."""
     if step.lease_expires_at and step.lease_expires_at > now:
         return True
@@ -91,11 +108,11 @@ def _busy(step: SagaStep, now: timezone.datetime) -> bool:
 
 def _claim(saga_id: UUID) -> Move | None:
     with transaction.atomic():
-        saga = Saga.objects.select_for_update().filter(pk=saga_id).first()
+        saga, now = locked(pk=saga_id)
         if saga is None or saga.status not in Saga.ACTIVE:
             return None
         before = _state(saga)
-        move = _claim_locked(saga, get_definition(saga.definition), _steps(saga))
+        move = _claim_locked(saga, get_definition(saga.definition), _steps(saga), now)
         if _state(saga) != before:  # a duplicate that finds the step busy writes nothing
             saga.save()
         return move
@@ -111,17 +128,18 @@ def _state(saga: Saga) -> tuple[Any, ...]:
 
 
 def _claim_locked(
-    saga: Saga, definition: SagaDefinition, steps: dict[int, SagaStep]
+    saga: Saga, definition: SagaDefinition, steps: dict[int, SagaStep], now: datetime
 ) -> Move | None:
     """Claim the next move of the saga, whose row this transaction has locked.
 
     Changes the saga in memory only: the caller saves it, once.
     """
     if saga.status == Saga.Status.RUNNING:
-        return _claim_action(saga, definition, steps.get(saga.current_step))
+        return _claim_action(saga, definition, steps.get(saga.current_step), now)
     if saga.status == Saga.Status.COMPENSATING:
         undo = [s for s in steps.values() if _to_undo(s)]
-        return _claim_compensation(saga, definition, max(undo, key=lambda s: s.index, default=None))
+        step = max(undo, key=lambda s: s.index, default=None)
+        return _claim_compensation(saga, definition, step, now)
     return None
 
 
@@ -132,8 +150,9 @@ def _to_undo(step: SagaStep) -> bool:
     return step.in_doubt and step.status in (SagaStep.Status.PENDING, SagaStep.Status.FAILED)
 
 
-def _claim_action(saga: Saga, definition: SagaDefinition, step: SagaStep | None) -> Move | None:
-    now = timezone.now()
+def _claim_action(
+    saga: Saga, definition: SagaDefinition, step: SagaStep | None, now: datetime
+) -> Move | None:
     interrupted = step is not None and step.status == SagaStep.Status.RUNNING
     if step is not None and _busy(step, now) and (interrupted or not saga.cancel_requested):
         return None
@@ -142,65 +161,67 @@ def _claim_action(saga: Saga, definition: SagaDefinition, step: SagaStep | None)
     # A step whose worker died may have acted: run it again (idempotently) even
     # when cancelled, so its effect is known and can be compensated.
     if saga.cancel_requested and not interrupted:
-        _start_compensation(saga)
+        _start_compensation(saga, now)
         return None
     if step is None:
-        _complete(saga, definition)
+        _complete(saga, definition, now)
         return None
     # An attempt cut off by its lease recorded nothing, and may have acted.
     step.in_doubt = step.in_doubt or interrupted
     step.status = SagaStep.Status.RUNNING
     step.attempts += 1
-    step.lease_expires_at = _lease()
-    step.next_attempt_at = None
     step.started_at = step.started_at or now
+    return _claimed(saga, step, now, compensating=False, attempt=step.attempts)
+
+
+def _claimed(
+    saga: Saga, step: SagaStep, now: datetime, *, compensating: bool, attempt: int
+) -> Move:
+    """Lease the step to a new attempt with the next fencing token."""
+    step.fence += 1
+    step.lease_expires_at = _lease(now)
+    step.next_attempt_at = None
     step.save()
     saga.wake_at = step.lease_expires_at
-    return Move(saga.pk, step.index, compensating=False, attempt=step.attempts, saga=saga)
+    return Move(saga.pk, step.index, compensating, attempt, fence=step.fence, saga=saga)
 
 
 def _claim_compensation(
-    saga: Saga, definition: SagaDefinition, step: SagaStep | None
+    saga: Saga, definition: SagaDefinition, step: SagaStep | None, now: datetime
 ) -> Move | None:
     if step is None:
-        _finish_compensation(saga, definition)
+        _finish_compensation(saga, definition, now)
         return None
     # An in-doubt action's own backoff does not hold its compensation back.
     if step.status != SagaStep.Status.COMPENSATING:
         step.next_attempt_at = None
-    if _busy(step, timezone.now()):
+    if _busy(step, now):
         return None
     step.status = SagaStep.Status.COMPENSATING
     step.compensation_attempts += 1
-    step.lease_expires_at = _lease()
-    step.next_attempt_at = None
-    step.save()
-    saga.wake_at = step.lease_expires_at
-    return Move(
-        saga.pk, step.index, compensating=True, attempt=step.compensation_attempts, saga=saga
-    )
+    return _claimed(saga, step, now, compensating=True, attempt=step.compensation_attempts)
 
 
-def _start_compensation(saga: Saga) -> None:
+def _start_compensation(saga: Saga, now: datetime) -> None:
     saga.status = Saga.Status.COMPENSATING
-    schedule_advance(saga)
+    schedule_advance(saga, now=now)
 
 
-def _complete(saga: Saga, definition: SagaDefinition) -> None:
+def _complete(saga: Saga, definition: SagaDefinition, now: datetime) -> None:
     if not definition.on_completed(saga):
         saga.cancel_requested = True
-        _start_compensation(saga)
+        _start_compensation(saga, now)
         return
     saga.status = Saga.Status.COMPLETED
     saga.wake_at = None
-    saga.finished_at = timezone.now()
+    saga.finished_at = now
 
 
-def _finish_compensation(saga: Saga, definition: SagaDefinition) -> None:
+def _finish_compensation(saga: Saga, definition: SagaDefinition, now: datetime) -> None:
     definition.on_compensated(saga)
     saga.status = Saga.Status.COMPENSATED
     saga.wake_at = None
-    saga.finished_at = timezone.now()
+    saga.finished_at = now
 
 
 # --- perform ---------------------------------------------------------------------------
@@ -210,12 +231,17 @@ def _perform(move: Move) -> Outcome:
     saga = move.saga or Saga.objects.get(pk=move.saga_id)
     step = get_definition(saga.definition).steps[move.step_index]
     try:
-        if move.compensating:
-            step.compensation(saga)
-            return Outcome(ok=True)
-        return Outcome(ok=True, result=step.action(saga) or {})
+        with lease_kept(move.saga_id, move.step_index, move.fence):
+            if move.compensating:
+                step.compensation(saga)
+                return Outcome(ok=True)
+            fence = Fence(move.saga_id, move.step_index, move.fence)
+            return Outcome(ok=True, result=step.action(saga, fence) or {})
     except PermanentFailure as exc:
         return Outcome(ok=False, permanent_reason=exc.reason, error=_describe(exc))
+    except StaleAttempt as exc:
+        logger.info("saga %s step %s: %s", move.saga_id, step.name, exc)
+        return Outcome(ok=False, error=_describe(exc))
     except Exception as exc:  # transient by default: retried, then given up with a reason
         logger.warning("saga %s step %s failed: %s", move.saga_id, step.name, _describe(exc))
         return Outcome(ok=False, error=_describe(exc))
@@ -233,39 +259,75 @@ _NOW = 0.0
 
 def _record(move: Move, outcome: Outcome, *, claim_next: bool = False) -> Move | None:
     """Record the move's outcome; with `claim_next`, claim the next move if it is due at once."""
+    reconcile, next_move = False, None
     with transaction.atomic():
-        saga = Saga.objects.select_for_update().get(pk=move.saga_id)
+        saga, now = locked(pk=move.saga_id)
         steps = _steps(saga)
         step = steps[move.step_index]
         definition = get_definition(saga.definition)
-        if move.compensating:
-            if (
-                step.status != SagaStep.Status.COMPENSATING
-                or step.compensation_attempts != move.attempt
-            ):
-                return None  # stale: a later attempt owns the step
-            delay = _record_compensation(saga, step, outcome)
-        elif step.status == SagaStep.Status.RUNNING and step.attempts == move.attempt:
-            delay = _record_action(saga, step, outcome, definition)
+        phase = SagaStep.Status.COMPENSATING if move.compensating else SagaStep.Status.RUNNING
+        if step.fence != move.fence or step.status != phase:
+            # Stale: a later attempt owns the step, or it has moved on.
+            reconcile = not move.compensating and _undoing(step)
         else:
-            return None
-        step.save()
-        if delay == _NOW and claim_next:
-            # Same lock, same transaction: the next move goes on in this task.
-            next_move = _claim_locked(saga, definition, steps)
-        else:
-            next_move = None
-            if delay is not None:
-                schedule_advance(saga, delay=delay)
-        saga.save()
+            if move.compensating:
+                delay = _record_compensation(saga, step, outcome, now)
+            else:
+                delay = _record_action(saga, step, outcome, definition, now)
+            step.save()
+            next_move = _after(saga, definition, steps, now, delay, claim_next=claim_next)
+            saga.save()
+    if reconcile:
+        _reconcile(move)
     return next_move
 
 
+def _after(
+    saga: Saga,
+    definition: SagaDefinition,
+    steps: dict[int, SagaStep],
+    now: datetime,
+    delay: float | None,
+    *,
+    claim_next: bool,
+) -> Move | None:
+    """Claim the next move if it is due at once and the budget allows; else schedule it."""
+    if delay == _NOW and claim_next:
+        # Same lock, same transaction: the next move goes on in this task.
+        return _claim_locked(saga, definition, steps, now)
+    if delay is not None:
+        schedule_advance(saga, now=now, delay=delay)
+    return None
+
+
+def _undoing(step: SagaStep) -> bool:
+    """Whether the step's compensation has begun: it may have looked for effects already."""
+    undoing = (SagaStep.Status.COMPENSATING, SagaStep.Status.COMPENSATION_FAILED)
+    return step.status in undoing or step.compensated_at is not None
+
+
+def _reconcile(move: Move) -> None:
+    """Undo again what a stale action may have done after its step's compensation looked.
+
+    The stale attempt wrote nothing (its fence refused), but its provider call
+    may have landed after the compensation asked the provider by the step's
+    key and found nothing. The compensation is idempotent and asks again by
+    the same key: what it finds now, it records and undoes. A failure is left
+    to the beat sweeps (`payments.refund_late_charges`,
+    `shipping.cancel_ended_orders_shipments`).
+    """
+    saga = Saga.objects.get(pk=move.saga_id)
+    step = get_definition(saga.definition).steps[move.step_index]
+    try:
+        step.compensation(saga)
+    except Exception as exc:
+        logger.warning("saga %s: undoing a stale %s failed: %s", saga.pk, step.name, _describe(exc))
+
+
 def _record_action(
-    saga: Saga, step: SagaStep, outcome: Outcome, definition: SagaDefinition
+    saga: Saga, step: SagaStep, outcome: Outcome, definition: SagaDefinition, now: datetime
 ) -> float | None:
     """Update the step and saga for the action's outcome; returns when to move next."""
-    now = timezone.now()
     step.lease_expires_at = None
     spec = definition.steps[step.index]
     limit = spec.max_attempts or settings.SAGA_MAX_ATTEMPTS
@@ -290,7 +352,9 @@ def _record_action(
     return delay
 
 
-def _record_compensation(saga: Saga, step: SagaStep, outcome: Outcome) -> float | None:
+def _record_compensation(
+    saga: Saga, step: SagaStep, outcome: Outcome, now: datetime
+) -> float | None:
     """Update the step and saga for the compensation's outcome; returns when to move next."""
     step.lease_expires_at = None
     if outcome.ok:
@@ -298,9 +362,11 @@ def _record_compensation(saga: Saga, step: SagaStep, outcome: Outcome) -> float 
         # `failed`: that is the step that broke the saga. The doubt is settled either way.
         failed = step.index >= saga.current_step and step.finished_at is not None
         step.status = SagaStep.Status.FAILED if failed else SagaStep.Status.COMPENSATED
-        step.compensated_at, step.in_doubt = timezone.now(), False
+        step.compensated_at, step.in_doubt = now, False
         return _NOW
-    if step.compensation_attempts >= settings.SAGA_COMPENSATION_MAX_ATTEMPTS:
+    # Attempts since the operator's last retry, which gives a fresh budget.
+    attempts = step.compensation_attempts - step.compensation_attempts_before_retry
+    if attempts >= settings.SAGA_COMPENSATION_MAX_ATTEMPTS:
         step.status, step.last_error = SagaStep.Status.COMPENSATION_FAILED, outcome.error
         saga.status, saga.last_error, saga.wake_at = (
             Saga.Status.COMPENSATION_FAILED,
@@ -308,7 +374,7 @@ def _record_compensation(saga: Saga, step: SagaStep, outcome: Outcome) -> float 
             None,
         )
         return None
-    delay = _backoff(step.compensation_attempts)
+    delay = _backoff(attempts)
     step.last_error = outcome.error
-    step.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+    step.next_attempt_at = now + timedelta(seconds=delay)
     return delay

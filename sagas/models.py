@@ -78,6 +78,12 @@ class SagaStep(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     compensation_attempts = models.PositiveIntegerField(default=0)
+    # The compensation attempts spent before an operator's last retry: the retry
+    # gets a fresh budget without reusing attempt numbers.
+    compensation_attempts_before_retry = models.PositiveIntegerField(default=0, db_default=0)
+    # The fencing token of the step's latest claim, action or compensation: only the
+    # attempt holding it may write (sagas/fencing.py). Never goes back.
+    fence = models.PositiveIntegerField(default=0, db_default=0)
     result = models.JSONField(default=dict, blank=True)
     last_error = models.TextField(blank=True)
     # The action's last attempt failed transiently (a timeout, say), so it may have

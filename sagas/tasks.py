@@ -6,10 +6,10 @@ from celery import shared_task
 from django.conf import settings
 from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Value
 from django.db.models.functions import Greatest, Least
-from django.utils import timezone
 
 from sagas.engine import saga_advance
 from sagas.models import Saga
+from shopflow.clock import db_now
 
 
 @shared_task(name="sagas.advance", ignore_result=True)
@@ -25,7 +25,7 @@ def saga_watchdog() -> int:
     This is how a saga whose worker died mid-step (its lease expired) or whose
     message the broker lost carries on.
     """
-    now = timezone.now()
+    now = db_now()
     due = list(
         Saga.objects.filter(status__in=Saga.ACTIVE, wake_at__lte=now).values_list("pk", flat=True)[
             : settings.SAGA_WATCHDOG_BATCH

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -32,10 +33,32 @@ def _outside_transaction(action: str) -> None:
         raise RuntimeError(f"{action} calls the carrier and must not run in a transaction")
 
 
-def shipment_schedule(*, order_id: UUID, address: dict[str, Any], idempotency_key: str) -> Shipment:
-    """Book the order's shipment once (raises CarrierRejected / CarrierUnavailable)."""
+Fence = Callable[[], None]
+
+
+def _check(fence: Fence | None) -> None:
+    if fence is not None:
+        fence()
+
+
+def shipment_schedule(
+    *,
+    order_id: UUID,
+    address: dict[str, Any],
+    idempotency_key: str,
+    fence: Fence | None = None,
+) -> Shipment:
+    """Book the order's shipment once (raises CarrierRejected / CarrierUnavailable).
+
+    `fence` runs before the carrier is called and inside every transaction that
+    records the outcome, and raises to refuse: a saga attempt that outlived its
+    lease books nothing more and records nothing; a booking of its that lands
+    anyway is found by the compensation through the key.
+    """
     _outside_transaction("shipment_schedule")
-    existing = Shipment.objects.filter(order_id=order_id).first()
+    with transaction.atomic():
+        _check(fence)
+        existing = Shipment.objects.filter(order_id=order_id).first()
     if existing is not None:
         return existing
     try:
@@ -44,13 +67,17 @@ def shipment_schedule(*, order_id: UUID, address: dict[str, Any], idempotency_ke
         )
     except CarrierRejected as exc:
         with transaction.atomic():
+            _check(fence)
             events_record([ShipmentRejected(order_id=order_id, reason=str(exc))])
         raise
-    return _record_booking(order_id, tracking, idempotency_key)
+    return _record_booking(order_id, tracking, idempotency_key, fence)
 
 
-def _record_booking(order_id: UUID, tracking: str, idempotency_key: str) -> Shipment:
+def _record_booking(
+    order_id: UUID, tracking: str, idempotency_key: str, fence: Fence | None = None
+) -> Shipment:
     with transaction.atomic():
+        _check(fence)
         shipment, created = Shipment.objects.get_or_create(
             order_id=order_id,
             defaults={"tracking_number": tracking, "idempotency_key": idempotency_key},

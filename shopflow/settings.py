@@ -244,6 +244,9 @@ OUTBOX_HEALTH_MAX_LAG_SECONDS = env.float("OUTBOX_HEALTH_MAX_LAG_SECONDS", defau
 # --- Sagas --------------------------------------------------------------------------
 # Seconds a running step is leased; after that the watchdog assumes its worker died.
 SAGA_STEP_LEASE_SECONDS = env.float("SAGA_STEP_LEASE_SECONDS", default=30.0)
+# Longest a step's action or compensation keeps its lease by renewing it (every third of
+# a lease, while it runs): a provider call that hangs longer loses its step (seconds).
+SAGA_STEP_MAX_SECONDS = env.float("SAGA_STEP_MAX_SECONDS", default=300.0)
 # Moves one `sagas.advance` task makes in a row while the next is due at once (the
 # happy path is three); then, or at a backoff, the saga goes on in a new task.
 # 1 makes every move its own task, at the cost of a message and a transaction each.
@@ -279,6 +282,10 @@ SHIPPING_CARRIER = env.str("SHIPPING_CARRIER", default="shipping.carriers.sandbo
 # Seconds each sandbox call takes, to open windows for tests and demos.
 PAYMENT_SANDBOX_DELAY_SECONDS = env.float("PAYMENT_SANDBOX_DELAY_SECONDS", default=0.0)
 SHIPPING_SANDBOX_DELAY_SECONDS = env.float("SHIPPING_SANDBOX_DELAY_SECONDS", default=0.0)
+# Seconds after a compensation closed a payment (it found no charge) during which the
+# late-charge sweep asks the gateway again by the payment's key: a charge call that
+# outlived its step's lease (a frozen worker) may still land in that window.
+PAYMENT_LATE_CHARGE_WINDOW_SECONDS = env.float("PAYMENT_LATE_CHARGE_WINDOW_SECONDS", default=3600.0)
 # Demo mode: the sandbox carrier ships a booked parcel, then delivers it, after these
 # many seconds, through the same service as the webhook. Off by default.
 SHIPPING_SANDBOX_AUTO_ADVANCE = env.bool("SHIPPING_SANDBOX_AUTO_ADVANCE", default=False)
@@ -290,7 +297,7 @@ CELERY_BEAT_SCHEDULE = {
     "purge-outbox": {"task": "outbox.purge_outbox", "schedule": 3600.0},
     "saga-watchdog": {"task": "sagas.watchdog", "schedule": SAGA_WATCHDOG_INTERVAL},
     "purge-idempotency-keys": {"task": "orders.purge_idempotency_keys", "schedule": 3600.0},
-    # A charge that landed after compensation closed its payment, whose own refund failed.
+    # A charge that landed after compensation closed its payment and was not given back.
     "refund-late-charges": {"task": "payments.refund_late_charges", "schedule": 60.0},
     # A booking that landed after compensation, whose own call-off failed.
     "cancel-ended-orders-shipments": {

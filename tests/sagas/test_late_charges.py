@@ -3,10 +3,12 @@
 Attempt 1 of a step stalls past its lease; the watchdog's attempt 2 times out
 (the step is in doubt) or is refused; the order is cancelled or the saga fails,
 and compensation finds nothing under the key. Then attempt 1 goes on: before its
-request leaves (it must not charge), or while its request is in flight (the
-charge or booking lands late and goes back at once, or by beat's sweep). In
-process, as tests/sagas/test_lost_answers.py: the test decides what runs when.
-The last three tests came from a review; each failed before its fix.
+request leaves (its fence stops it: it must not charge), or while its request is
+in flight (the charge or booking lands late; the fence refuses to record it, and
+the step's compensation, asked again, finds it by the key and gives it back at
+once, or beat's sweep does). In process, as tests/sagas/test_lost_answers.py:
+the test decides what runs when. The last three tests came from a review; each
+failed before its fix.
 """
 
 import time
@@ -69,6 +71,28 @@ class SlowToCharge(SandboxGateway):
         if meanwhile is not None:
             meanwhile()
         return super().charge(**call)
+
+
+class SlowToBook(SandboxCarrier):
+    """Runs `meanwhile` (what other workers do) after the request left, before it books."""
+
+    meanwhile: Callable[[], None] | None = None
+
+    def schedule(self, **call: Any) -> str:
+        meanwhile, SlowToBook.meanwhile = SlowToBook.meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
+        return super().schedule(**call)
+
+
+def in_flight(step_name: str, settings, meanwhile: Callable[[], None]) -> None:
+    """The stalled attempt's provider call, once under way, waits for `meanwhile` to happen."""
+    if step_name == "charge_payment":
+        settings.PAYMENT_GATEWAY = f"{__name__}.SlowToCharge"
+        SlowToCharge.meanwhile = meanwhile
+    else:
+        settings.SHIPPING_CARRIER = f"{__name__}.SlowToBook"
+        SlowToBook.meanwhile = meanwhile
 
 
 # step -> (index, the setting naming its provider, a provider that fails before acting)
@@ -134,11 +158,22 @@ def test_a_stalled_attempt_that_resumes_after_the_cancel_does_not_charge(in_proc
     assert "payment.captured" not in timeline(order)
 
 
+def timeout_then_cancel(in_process, order: Order, saga: Saga, step_name: str, settings):
+    """What happens while the stalled call is in flight: a timed-out attempt 2, a cancel."""
+
+    def meanwhile() -> None:
+        then_a_timeout(saga, step_name, settings)
+        cancel_and_compensate(in_process, order)
+
+    return meanwhile
+
+
 def test_a_charge_landing_after_the_cancel_is_refunded_at_once(in_process, mug, settings):
-    order, stalled = stalled_charge_then_a_timeout(in_process, settings)
-    # when: attempt 1's request is in flight while the order is cancelled and compensated
-    settings.PAYMENT_GATEWAY = f"{__name__}.SlowToCharge"
-    SlowToCharge.meanwhile = lambda: cancel_and_compensate(in_process, order)
+    order, saga, stalled = stalled_attempt(in_process, "charge_payment")
+    # when: attempt 1's request is in flight while attempt 2 times out and the order is
+    # cancelled and compensated
+    meanwhile = timeout_then_cancel(in_process, order, saga, "charge_payment", settings)
+    in_flight("charge_payment", settings, meanwhile)
     engine._record(stalled, engine._perform(stalled))
     in_process.run_until_quiet()
     # then: the charge it made was recorded and refunded; the order keeps nothing
@@ -153,10 +188,10 @@ def test_a_booking_landing_after_the_cancel_is_called_off_at_once(in_process, mu
     # given: stock reserved and paid; attempt 1 of the booking stalls past its lease,
     # attempt 2 times out without booking, so the step is in doubt
     order, saga, stalled = stalled_attempt(in_process, "schedule_shipment")
-    then_a_timeout(saga, "schedule_shipment", settings)
-    # when: the order is cancelled and compensated (no booking found), then the
-    # stalled attempt's booking lands
-    cancel_and_compensate(in_process, order)
+    # when: while its request is in flight, attempt 2 times out and the order is cancelled
+    # and compensated (no booking found); then the stalled attempt's booking lands
+    meanwhile = timeout_then_cancel(in_process, order, saga, "schedule_shipment", settings)
+    in_flight("schedule_shipment", settings, meanwhile)
     engine._record(stalled, engine._perform(stalled))
     in_process.run_until_quiet()
     # then: the booking was recorded and called off at once
@@ -171,9 +206,8 @@ def test_a_late_charge_whose_refund_fails_is_refunded_by_the_sweep(in_process, m
     # given: the in-flight charge of the test above, on a card whose first two refunds
     # fail (tok_refundFlaky): its immediate refund fails, so it stays captured
     order, saga, stalled = stalled_attempt(in_process, "charge_payment", token="tok_refundFlaky")
-    then_a_timeout(saga, "charge_payment", settings)
-    settings.PAYMENT_GATEWAY = f"{__name__}.SlowToCharge"
-    SlowToCharge.meanwhile = lambda: cancel_and_compensate(in_process, order)
+    meanwhile = timeout_then_cancel(in_process, order, saga, "charge_payment", settings)
+    in_flight("charge_payment", settings, meanwhile)
     engine._record(stalled, engine._perform(stalled))
     in_process.run_until_quiet()
     payment = Payment.objects.get(order_id=order.pk)
@@ -201,11 +235,15 @@ def test_a_booking_landing_while_a_failed_saga_compensates_is_called_off(in_proc
     # out and is the last one allowed, so the step fails in doubt and the saga compensates
     settings.SAGA_MAX_ATTEMPTS = 2
     order, saga, stalled = stalled_attempt(in_process, "schedule_shipment")
-    then_a_timeout(saga, "schedule_shipment", settings)  # attempt 2: transient, exhausted
-    engine.saga_advance(saga.pk)  # compensation of the booking step: nothing found
-    assert saga.steps.get(index=2).compensated_at is not None
-    assert reloaded(order).status == "pending"  # refund and release still to come
+
+    def meanwhile() -> None:
+        then_a_timeout(saga, "schedule_shipment", settings)  # attempt 2: transient, exhausted
+        engine.saga_advance(saga.pk)  # compensation of the booking step: nothing found
+        assert saga.steps.get(index=2).compensated_at is not None
+        assert reloaded(order).status == "pending"  # refund and release still to come
+
     # when: the stalled attempt's booking lands now, before fail_order
+    in_flight("schedule_shipment", settings, meanwhile)
     engine._record(stalled, engine._perform(stalled))
     in_process.run_until_quiet()
     # then: the failed order holds no scheduled shipment
@@ -277,10 +315,14 @@ class CancelFailsOnce(SandboxCarrier):
 def test_a_late_booking_whose_call_off_fails_is_called_off_by_the_sweep(in_process, mug, settings):
     # given: the late booking of the test above, whose immediate call-off fails
     order, saga, stalled = stalled_attempt(in_process, "schedule_shipment")
-    then_a_timeout(saga, "schedule_shipment", settings)
-    settings.SHIPPING_CARRIER = f"{__name__}.CancelFailsOnce"
-    CancelFailsOnce.failed = False
-    cancel_and_compensate(in_process, order)
+
+    def meanwhile() -> None:
+        then_a_timeout(saga, "schedule_shipment", settings)
+        settings.SHIPPING_CARRIER = f"{__name__}.CancelFailsOnce"
+        CancelFailsOnce.failed = False
+        cancel_and_compensate(in_process, order)
+
+    in_flight("schedule_shipment", settings, meanwhile)
     engine._record(stalled, engine._perform(stalled))
     in_process.run_until_quiet()
     assert Shipment.objects.get(order_id=order.pk).status == Shipment.Status.SCHEDULED
@@ -293,4 +335,28 @@ def test_a_late_booking_whose_call_off_fails_is_called_off_by_the_sweep(in_proce
     assert SandboxBooking.objects.get().cancelled
     assert timeline(order).count("shipment.cancelled") == 1
     assert shipments_of_ended_orders_cancel(grace=timedelta(0)) == 0
+    assert_final_state_is_consistent(order)
+
+
+def test_a_late_charge_that_nobody_recorded_is_found_and_refunded_by_the_sweep(
+    in_process, mug, settings
+):
+    # given: the in-flight charge of the tests above lands after compensation closed the
+    # payment, and the stale attempt's worker dies before its outcome is handled: the
+    # fence refused the capture, and nobody asked the gateway again
+    order, saga, stalled = stalled_attempt(in_process, "charge_payment")
+    meanwhile = timeout_then_cancel(in_process, order, saga, "charge_payment", settings)
+    in_flight("charge_payment", settings, meanwhile)
+    engine._perform(stalled)
+    in_process.run_until_quiet()
+    payment = Payment.objects.get(order_id=order.pk)
+    assert (payment.status, payment.closed) == (Payment.Status.PENDING, True)
+    assert net_money(order) == payment.amount
+    # when: beat's sweep asks the gateway again by the payment's key
+    assert refund_late_charges() == 1
+    # then: the charge is recorded and given back, once
+    assert Payment.objects.get(order_id=order.pk).status == Payment.Status.REFUNDED
+    assert net_money(order) == Decimal("0.00")
+    assert timeline(order)[-2:] == ["payment.captured", "payment.refunded"]
+    assert refund_late_charges() == 0
     assert_final_state_is_consistent(order)

@@ -105,8 +105,8 @@ def test_a_cancel_during_a_step_stops_the_run_at_the_next_boundary(in_process, m
     order, saga = started(in_process)
     charge = fulfilment.charge_payment
 
-    def charge_then_cancel(saga: Saga) -> dict:
-        result = charge(saga)
+    def charge_then_cancel(saga: Saga, fence) -> dict:
+        result = charge(saga, fence)
         order_cancel(order_id=order.pk, reason="changed my mind")  # from another request
         return result
 
