@@ -232,7 +232,26 @@ def outbox_purge(*, older_than_days: int | None = None, dry_run: bool = False) -
         ids = list(queryset.values_list("pk", flat=True)[:5000])
         if not ids:
             return total
-        with transaction.atomic():
-            Delivery.objects.filter(event_id__in=ids).delete()
-            OutboxEvent.objects.filter(pk__in=ids).delete()
-        total += len(ids)
+        total += _purge_slice(ids)
+
+
+def _purge_slice(ids: list[int]) -> int:
+    """Delete those of the selected events whose deliveries are all still done; how many.
+
+    The selection was read without locks, and a forced replay may have made a
+    delivery due again since. So the events are locked (a replay locks them
+    too before it touches their deliveries, see `outbox.replay`), then their
+    deliveries, and only events whose locked deliveries are all done go. A
+    replay that committed first is seen and wins; one that comes later waits,
+    then finds the events gone and changes nothing.
+    """
+    with transaction.atomic():
+        locked = OutboxEvent.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+        events = list(locked.values_list("pk", flat=True))
+        deliveries = Delivery.objects.select_for_update().filter(event_id__in=events)
+        statuses = deliveries.order_by("pk").values_list("event_id", "status")
+        unfinished = {event for event, status in statuses if status != Delivery.Status.DONE}
+        done = [pk for pk in events if pk not in unfinished]
+        Delivery.objects.filter(event_id__in=done).delete()
+        OutboxEvent.objects.filter(pk__in=done).delete()
+    return len(done)
