@@ -55,6 +55,15 @@ def events_record(events: Iterable[DomainEvent]) -> list[OutboxEvent]:
 
     Raises `OutsideTransaction` when called outside `transaction.atomic()`:
     an event written in autocommit could outlive a change that later fails.
+
+    Per-aggregate order rests on the caller: it must hold each event's
+    aggregate locked until commit, its row locked (`select_for_update()`) or
+    written in this transaction, or `aggregate_lock()` where the aggregate may
+    have no row. Then two transactions recording events of one aggregate run
+    one after the other and ids follow commit order, so the relay never hands
+    out a delivery while an earlier one of its aggregate is uncommitted. Within
+    a call, ids follow the order of `events` (`INSERT … SELECT … ORDER BY`).
+    tests/sagas/test_aggregate_locks.py checks the writers.
     """
     events = list(events)
     if not events:
@@ -255,3 +264,20 @@ def _purge_slice(ids: list[int]) -> int:
         Delivery.objects.filter(event_id__in=done).delete()
         OutboxEvent.objects.filter(pk__in=done).delete()
     return len(done)
+
+
+def aggregate_lock(aggregate_type: str, aggregate_id: object) -> None:
+    """Hold the aggregate's lock until commit, for an aggregate that may have no row to lock.
+
+    A transaction-scoped advisory lock on the aggregate's key (see the ordering
+    invariant in `events_record`); every writer that could race the one taking
+    it must take it too. SQLite runs one writing transaction at a time already.
+    """
+    if not connection.in_atomic_block:
+        raise OutsideTransaction("an aggregate's lock is only held inside transaction.atomic()")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"{aggregate_type}:{aggregate_id}"],
+            )
