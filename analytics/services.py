@@ -6,7 +6,7 @@ import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
 from analytics.models import DailySales
@@ -33,6 +33,23 @@ def daily_sales_reset() -> int:
     return deleted
 
 
+def _projection_lock() -> None:
+    """Wait for every delivery that has written the projection to commit; keep out new ones.
+
+    Without it, a delivery that has just inserted the first row of a day and
+    not yet committed survives the reset (the DELETE does not see the row),
+    commits, and is then found done and replayed: its event counts twice.
+    Every write of `daily_sales_add` takes ROW EXCLUSIVE on the table, which
+    EXCLUSIVE blocks (plain reads go on). A delivery that flipped its row to
+    done but has not written yet is still pending to the replay, so it counts
+    once, after the rebuild commits. SQLite's IMMEDIATE transactions already
+    run one writer at a time.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {DailySales._meta.db_table} IN EXCLUSIVE MODE")
+
+
 def analytics_rebuild(*, progress: Any = None) -> Any:
     """Empty the projection and replay its events to its (replayable) handler."""
     from analytics.handlers import HANDLER_NAME
@@ -42,6 +59,7 @@ def analytics_rebuild(*, progress: Any = None) -> Any:
 
     handler = get_handler(HANDLER_NAME)
     with transaction.atomic():
+        _projection_lock()
         daily_sales_reset()
         return events_replay(
             EventSelection(types=tuple(sorted(handler.event_types))),

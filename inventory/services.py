@@ -96,9 +96,9 @@ def reservation_create(
             return Reservation.objects.get(order_id=order_id)
         products = _lock_products(lines)
         shortages = _shortages(products, lines)
-        if shortages:
-            reservation.delete()
+        if shortages:  # recorded while this transaction still holds the row it inserted
             events_record([ReservationRejected(order_id=order_id, shortages=tuple(shortages))])
+            reservation.delete()
         else:
             _reserve(reservation, products, lines)
     if shortages:

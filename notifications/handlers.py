@@ -31,6 +31,7 @@ def _record_failure(
 @subscribe(
     OrderConfirmed, OrderShipped, OrderDelivered, OrderCancelled, OrderFailed,
     name="notifications.email_customer", queue="notifications", on_failure=_record_failure,
+    atomic=False,  # it talks to the SMTP server: no transaction may be open meanwhile
 )  # fmt: skip
 def email_customer(event: DomainEvent, context: EventContext) -> None:
     """Send the customer the e-mail this event calls for, once."""

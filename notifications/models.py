@@ -17,6 +17,7 @@ class Notification(models.Model):
         FAILED = "failed"
 
     class Status(models.TextChoices):
+        SENDING = "sending"  # claimed by a send under way, until `claimed_until`
         SENT = "sent"
         FAILED = "failed"
         SKIPPED = "skipped"  # the customer has no e-mail address
@@ -30,6 +31,9 @@ class Notification(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # A send claims the row before it talks to the SMTP server, outside any
+    # transaction; a claim whose sender died is taken over after this instant.
+    claimed_until = models.DateTimeField(null=True, blank=True)
     # "Send again" from the admin is explicit and leaves a trace here.
     resent_count = models.PositiveIntegerField(default=0)
     last_resent_at = models.DateTimeField(null=True, blank=True)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
+from django.db.models.functions import Now
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from notifications.models import Notification
 from orders.models import Order
+from outbox.delivery import InProgressElsewhere
 from payments.models import Payment
 from shipping.models import Shipment
 
@@ -68,32 +71,64 @@ def notification_compose(*, kind: str, order: Order) -> EmailMultiAlternatives:
 
 
 def notification_send(*, event_id: UUID, kind: str, order_id: UUID, attempt: int) -> Notification:
-    """Send the e-mail for (event, kind) unless it went out already.
+    """Send the e-mail for (event, kind) unless it went out already, with no transaction open.
 
-    Runs in the delivery's transaction; the unique (event, kind) row, locked
-    here, is what stops a redelivered or replayed event from e-mailing twice.
-    An SMTP error propagates, so the outbox retries and in the end dead-letters.
-    The one duplicate this cannot rule out: the server accepts the message and
-    the commit then fails; the retry sends again (at-least-once, as with any
-    side effect no transaction can take back).
+    Claim the unique (event, kind) row and commit, send, then record the row
+    sent: a redelivered or replayed event finds it sent, and a copy of this
+    delivery running at the same time finds it claimed (`InProgressElsewhere`:
+    its delivery waits for its lease). An error releases the claim and
+    propagates, so the outbox retries and in the end dead-letters. The
+    duplicates this cannot rule out: the server accepts the message and the
+    sender dies before recording it; its claim expires after
+    OUTBOX_LEASE_SECONDS (as the delivery's lease does) and the retry sends
+    again (at-least-once, as with any side effect no transaction can take back).
     """
-    order = Order.objects.select_related("customer").get(pk=order_id)
-    notification, _ = Notification.objects.select_for_update().get_or_create(
-        event_id=event_id, kind=kind, defaults={"order_id": order_id, "status": "failed"}
-    )
-    if notification.status != Notification.Status.FAILED:
+    notification = _claim(event_id=event_id, kind=kind, order_id=order_id)
+    if notification.status != Notification.Status.SENDING:
         return notification
-    message = notification_compose(kind=kind, order=order)
-    if order.customer.email:
-        message.send()
+    order = Order.objects.select_related("customer").get(pk=order_id)
+    try:
+        message = notification_compose(kind=kind, order=order)
+        if order.customer.email:
+            message.send()
+    except BaseException:
+        Notification.objects.filter(pk=notification.pk, status=Notification.Status.SENDING).update(
+            status=Notification.Status.FAILED, claimed_until=None
+        )
+        raise
+    return _record_sent(notification, order=order, subject=message.subject, attempt=attempt)
+
+
+def _claim(*, event_id: UUID, kind: str, order_id: UUID) -> Notification:
+    """The (event, kind) row, claimed for this send (`sending`) unless it is sent or skipped."""
+    lease = timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
+    with transaction.atomic():
+        notification, _ = Notification.objects.select_for_update().get_or_create(
+            event_id=event_id, kind=kind, defaults={"order_id": order_id, "status": "failed"}
+        )
+        if notification.status in (Notification.Status.SENT, Notification.Status.SKIPPED):
+            return notification
+        claimable = Q(status=Notification.Status.FAILED) | Q(claimed_until__lte=Now())
+        if not Notification.objects.filter(claimable, pk=notification.pk).update(
+            status=Notification.Status.SENDING, claimed_until=Now() + lease
+        ):
+            raise InProgressElsewhere(f"{notification} is being sent by another process")
+    notification.status = Notification.Status.SENDING
+    return notification
+
+
+def _record_sent(
+    notification: Notification, *, order: Order, subject: str, attempt: int
+) -> Notification:
     notification.recipient = order.customer.email
-    notification.subject = message.subject[:200]
+    notification.subject = subject[:200]
     notification.status = (
         Notification.Status.SENT if order.customer.email else Notification.Status.SKIPPED
     )
     notification.attempts = attempt
     notification.error = ""
     notification.sent_at = timezone.now()
+    notification.claimed_until = None
     notification.save()
     return notification
 

@@ -5,6 +5,10 @@ from pending to done, guarded by the lease the relay gave it; the handler runs
 after that in the same transaction. A duplicate message blocks on the row lock
 and then finds it done; a crash rolls the flip back with the handler's writes,
 and the lease's expiry lets the relay claim it again.
+
+A handler subscribed with `atomic=False` (it calls the network: an e-mail)
+runs with no transaction open, and its delivery is flipped after it returns;
+it keeps its own idempotency (see `outbox.registry.subscribe`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import random
 import time
 import traceback
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -34,6 +39,14 @@ logger = logging.getLogger("shopflow.outbox.delivery")
 
 class DeadLetter(Exception):
     """Raised by a handler for an error no retry can fix: dead-letter at once."""
+
+
+class InProgressElsewhere(Exception):
+    """Raised by a non-atomic handler whose work for this event another process is doing.
+
+    The delivery is left to its lease, no attempt counted: the other copy marks
+    it done or counts its failure.
+    """
 
 
 @dataclass(frozen=True)
@@ -107,11 +120,15 @@ def _run(delivery: Delivery, handler: Handler, event: DomainEvent) -> Outcome:
         attempt=delivery.attempts + 1,
     )
     try:
-        with transaction.atomic():
-            if not _mark_done(delivery):
+        with _transaction_for(handler):
+            if handler.atomic and not _mark_done(delivery):
                 return Outcome("skipped")
             with caused_by(context.event_id, row.headers.get("correlation_id") or context.event_id):
                 handler(event, context)
+        if not handler.atomic and not _mark_done(delivery):  # one statement, autocommitted
+            return Outcome("skipped")
+    except InProgressElsewhere:
+        return Outcome("skipped")
     except DeadLetter as exc:
         failure, outcome = exc, _fail(delivery, exc, permanent=True)
     except Exception as exc:
@@ -121,6 +138,15 @@ def _run(delivery: Delivery, handler: Handler, event: DomainEvent) -> Outcome:
         return Outcome("done")
     _after_failure(handler, event, context, failure, outcome)
     return outcome
+
+
+def _transaction_for(handler: Handler) -> AbstractContextManager[object]:
+    """The delivery's transaction; none for a handler that calls the network (`atomic=False`).
+
+    No network call runs inside a transaction: on SQLite (IMMEDIATE) a slow
+    server would hold the database-wide write lock, on PostgreSQL row locks.
+    """
+    return transaction.atomic() if handler.atomic else nullcontext()
 
 
 def _after_failure(

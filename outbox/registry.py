@@ -42,6 +42,8 @@ class Handler:
     max_attempts: int | None = None
     replayable: bool = False
     on_failure: FailureHook | None = None
+    # False: run with no transaction open (it makes a network call); see `subscribe`.
+    atomic: bool = True
 
     def __call__(self, event: DomainEvent, context: EventContext) -> None:
         self.func(event, context)
@@ -61,6 +63,7 @@ def subscribe(
     max_attempts: int | None = None,
     replayable: bool = False,
     on_failure: FailureHook | None = None,
+    atomic: bool = True,
 ) -> Callable[[HandlerFunc], HandlerFunc]:
     """Register the decorated function as a handler of the given event types.
 
@@ -68,6 +71,10 @@ def subscribe(
     handled (`replay_outbox --reprocess`); leave it off for anything with side effects.
     `on_failure` runs, in its own transaction, after a failed attempt was rolled
     back, so a handler can leave a visible trace of the failure.
+    `atomic=False` is for a handler that calls the network (an e-mail): it runs
+    with no transaction open and its delivery is marked done afterwards, so it
+    must be idempotent on its own (commit a claim first, act, record the result)
+    and raise `outbox.delivery.InProgressElsewhere` when another copy is acting.
     """
     wire_names = frozenset(t if isinstance(t, str) else t.name for t in event_types)
     if not wire_names:
@@ -79,7 +86,7 @@ def subscribe(
         if existing is not None and existing.func.__qualname__ != func.__qualname__:
             raise TypeError(f"handler name {handler_name!r} is taken")
         _HANDLERS[handler_name] = Handler(
-            handler_name, func, wire_names, queue, max_attempts, replayable, on_failure
+            handler_name, func, wire_names, queue, max_attempts, replayable, on_failure, atomic
         )
         return func
 

@@ -39,10 +39,27 @@ def relay_wake() -> None:
     from outbox.tasks import drain_outbox
 
     try:
-        if cache.add(WAKE_KEY, 1, timeout=WAKE_KEY_TTL):
+        if _wake_key_set():
             drain_outbox.apply_async(retry=False)
     except Exception:  # the beat-driven drain still runs; never fail the caller's commit
         logger.warning("relay wake-up failed; beat will drain", exc_info=True)
+
+
+def _wake_key_set() -> bool:
+    """Whether this caller is the one to ask for a drain (with the cache down, every caller is)."""
+    try:
+        return bool(cache.add(WAKE_KEY, 1, timeout=WAKE_KEY_TTL))
+    except Exception:  # the wake key only coalesces wake-ups; without it, each one drains
+        logger.warning("relay wake key unavailable; asking for a drain anyway", exc_info=True)
+        return True
+
+
+def _wake_key_clear() -> None:
+    """Let the next commit ask for a drain; with the cache down, wake-ups just stay on."""
+    try:
+        cache.delete(WAKE_KEY)
+    except Exception:  # the wake key is an optimisation: a cache outage must not stop drains
+        logger.warning("clearing the relay wake key failed; draining anyway", exc_info=True)
 
 
 def _claimable(
@@ -186,7 +203,7 @@ def drain(*, max_seconds: float | None = None) -> int:
     drain, workers relay their aggregates' successors, beat's drain takes
     retries and expired leases.
     """
-    cache.delete(WAKE_KEY)
+    _wake_key_clear()
     deadline = time.monotonic() + (max_seconds or settings.OUTBOX_DRAIN_MAX_SECONDS)
     limit = settings.OUTBOX_BATCH_SIZE
     total = after = 0

@@ -222,11 +222,24 @@ def _replay_chunk(
             len(pks), requeued=len(plan.dead), reprocessed=len(plan.done_again), dry_run=True
         )
     with transaction.atomic():
+        present = _events_lock(pks)
         requeued = _make_due(plan.dead, expected=DEAD)
         reprocessed = _make_due(plan.done_again, expected=DONE)
+        plan.missing = [d for d in plan.missing if d.event_id in present]
         # The unique (event, handler) constraint makes a concurrent replay's insert a no-op.
         Delivery.objects.bulk_create(plan.missing, ignore_conflicts=True)
     return plan.summary(len(pks), requeued=requeued, reprocessed=reprocessed)
+
+
+def _events_lock(pks: list[int]) -> set[int]:
+    """Lock the chunk's events against the purge; those still there.
+
+    The purge locks an event before it re-checks and deletes its deliveries, so
+    a delivery made due or created under this lock is never purged, and an
+    event the purge took first is gone here: nothing is written for it.
+    """
+    events = OutboxEvent.objects.select_for_update(no_key=True).filter(pk__in=pks)
+    return set(events.order_by("pk").values_list("pk", flat=True))
 
 
 def _plan(pks: list[int], *, target: Handler | None, reprocess: bool) -> _Plan:

@@ -55,6 +55,15 @@ def events_record(events: Iterable[DomainEvent]) -> list[OutboxEvent]:
 
     Raises `OutsideTransaction` when called outside `transaction.atomic()`:
     an event written in autocommit could outlive a change that later fails.
+
+    Per-aggregate order rests on the caller: it must hold each event's
+    aggregate locked until commit, its row locked (`select_for_update()`) or
+    written in this transaction, or `aggregate_lock()` where the aggregate may
+    have no row. Then two transactions recording events of one aggregate run
+    one after the other and ids follow commit order, so the relay never hands
+    out a delivery while an earlier one of its aggregate is uncommitted. Within
+    a call, ids follow the order of `events` (`INSERT … SELECT … ORDER BY`).
+    tests/sagas/test_aggregate_locks.py checks the writers.
     """
     events = list(events)
     if not events:
@@ -232,7 +241,43 @@ def outbox_purge(*, older_than_days: int | None = None, dry_run: bool = False) -
         ids = list(queryset.values_list("pk", flat=True)[:5000])
         if not ids:
             return total
-        with transaction.atomic():
-            Delivery.objects.filter(event_id__in=ids).delete()
-            OutboxEvent.objects.filter(pk__in=ids).delete()
-        total += len(ids)
+        total += _purge_slice(ids)
+
+
+def _purge_slice(ids: list[int]) -> int:
+    """Delete those of the selected events whose deliveries are all still done; how many.
+
+    The selection was read without locks, and a forced replay may have made a
+    delivery due again since. So the events are locked (a replay locks them
+    too before it touches their deliveries, see `outbox.replay`), then their
+    deliveries, and only events whose locked deliveries are all done go. A
+    replay that committed first is seen and wins; one that comes later waits,
+    then finds the events gone and changes nothing.
+    """
+    with transaction.atomic():
+        locked = OutboxEvent.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+        events = list(locked.values_list("pk", flat=True))
+        deliveries = Delivery.objects.select_for_update().filter(event_id__in=events)
+        statuses = deliveries.order_by("pk").values_list("event_id", "status")
+        unfinished = {event for event, status in statuses if status != Delivery.Status.DONE}
+        done = [pk for pk in events if pk not in unfinished]
+        Delivery.objects.filter(event_id__in=done).delete()
+        OutboxEvent.objects.filter(pk__in=done).delete()
+    return len(done)
+
+
+def aggregate_lock(aggregate_type: str, aggregate_id: object) -> None:
+    """Hold the aggregate's lock until commit, for an aggregate that may have no row to lock.
+
+    A transaction-scoped advisory lock on the aggregate's key (see the ordering
+    invariant in `events_record`); every writer that could race the one taking
+    it must take it too. SQLite runs one writing transaction at a time already.
+    """
+    if not connection.in_atomic_block:
+        raise OutsideTransaction("an aggregate's lock is only held inside transaction.atomic()")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"{aggregate_type}:{aggregate_id}"],
+            )

@@ -16,7 +16,7 @@ from inventory.services import reservation_commit
 from orders.models import InvalidTransition, Order
 from orders.models import Status as OrderStatus
 from orders.services import order_mark_delivered, order_mark_shipped
-from outbox.services import events_record
+from outbox.services import aggregate_lock, events_record
 from shipping.carriers import CarrierError, CarrierRejected, get_carrier
 from shipping.events import ShipmentCancelled, ShipmentRejected, ShipmentScheduled
 from shipping.models import Shipment
@@ -68,6 +68,7 @@ def shipment_schedule(
     except CarrierRejected as exc:
         with transaction.atomic():
             _check(fence)
+            aggregate_lock("shipment", order_id)  # no shipment row to lock
             events_record([ShipmentRejected(order_id=order_id, reason=str(exc))])
         raise
     return _record_booking(order_id, tracking, idempotency_key, fence)
@@ -78,6 +79,7 @@ def _record_booking(
 ) -> Shipment:
     with transaction.atomic():
         _check(fence)
+        aggregate_lock("shipment", order_id)  # serialises with a rejection, which has no row
         shipment, created = Shipment.objects.get_or_create(
             order_id=order_id,
             defaults={"tracking_number": tracking, "idempotency_key": idempotency_key},
