@@ -224,7 +224,8 @@ class DeliveryAdmin(ReadOnlyAdmin):
     search_fields = ("aggregate_key",)
     fields = (
         "id", "handler", "status", "event_link", "aggregate_key", "attempts",
-        "next_attempt_at", "lease_id", "lease_expires_at", "created_at", "done_at",
+        "next_attempt_at", "lease_id", "lease_expires_at", "started_lease_id", "created_at",
+        "done_at",
         "acknowledged_at", "last_error", "traceback",
     )  # fmt: skip
     readonly_fields = ("event_link", "traceback")

@@ -1,10 +1,16 @@
 """The worker side: run one handler for one event, exactly once in effect.
 
-Each delivery runs in its own transaction. Its first statement flips the row
-from pending to done, guarded by the lease the relay gave it; the handler runs
-after that in the same transaction. A duplicate message blocks on the row lock
-and then finds it done; a crash rolls the flip back with the handler's writes,
-and the lease's expiry lets the relay claim it again.
+Before the handler runs, the worker commits its start on its own: the attempt
+is counted and the row names the lease it started under. Then the delivery
+runs in its own transaction, whose first statement flips the row from pending
+to done, guarded by the lease the relay gave it; the handler runs after that in
+the same transaction. A duplicate message of the same claim finds the start
+taken and does nothing; one of another claim blocks on the row lock and then
+finds it done. A crash rolls the flip back with the handler's writes, and the
+lease's expiry lets the relay claim it again, as a suspect: its start is still
+recorded under an older lease. A suspect travels and runs alone and last, and
+once its starts reach the handler's max_attempts it is a dead letter
+(`WorkerDied`), so a delivery that kills its worker cannot loop forever.
 
 A handler subscribed with `atomic=False` (it calls the network: an e-mail)
 runs with no transaction open, and its delivery is flipped after it returns;
@@ -21,11 +27,9 @@ import traceback
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.utils import timezone
 from pydantic import ValidationError
 
 from outbox.events import DomainEvent, UnknownEventType
@@ -33,6 +37,7 @@ from outbox.metrics import DELIVERIES
 from outbox.models import Delivery
 from outbox.registry import EventContext, Handler, UnknownHandler, get_handler
 from outbox.services import caused_by
+from shopflow.clock import db_later, db_now_sql
 
 logger = logging.getLogger("shopflow.outbox.delivery")
 
@@ -44,9 +49,12 @@ class DeadLetter(Exception):
 class InProgressElsewhere(Exception):
     """Raised by a non-atomic handler whose work for this event another process is doing.
 
-    The delivery is left to its lease, no attempt counted: the other copy marks
-    it done or counts its failure.
+    The delivery is left to its lease: the other copy marks it done or records its failure.
     """
+
+
+class WorkerDied(Exception):
+    """Names, in `last_error`, the attempts whose worker died mid-handler."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,9 @@ def deliveries_process(lease_id: str, ids: list[int]) -> list[Outcome]:
         .select_related("event")
         .order_by("id")
     )
+    # Suspects last (the relay sends them alone, but a stale message may not): one
+    # may kill this process again, and would take the rest of the message with it.
+    deliveries.sort(key=lambda d: d.started_lease_id is not None)
     outcomes = [delivery_process(d) for d in deliveries]
     _relay_successors(d for d, o in zip(deliveries, outcomes, strict=True) if o.status == "done")
     return outcomes
@@ -93,19 +104,36 @@ def _relay_successors(done: Iterable[Delivery]) -> None:
 
 
 def delivery_process(delivery: Delivery) -> Outcome:
-    """Run the delivery's handler once; record success, a retry or a dead letter."""
+    """Count a start, run the delivery's handler once; record success, a retry or a dead letter."""
     started = time.monotonic()
+    outcome = _attempt(delivery)
+    _log(delivery, outcome, time.monotonic() - started)
+    return outcome
+
+
+def _attempt(delivery: Delivery) -> Outcome:
+    limit = _max_attempts(delivery.handler)
+    if delivery.started_lease_id is not None and _bury_if_out_of_attempts(delivery, limit):
+        return Outcome("dead", f"{_DIED}{delivery.attempts}{_LAST_OF.format(limit)}")
+    if not _start(delivery):
+        return Outcome("skipped")
     try:
         handler = get_handler(delivery.handler)
         event = delivery.event.to_event()
     except (UnknownHandler, UnknownEventType, ValidationError) as exc:
-        # A payload that no longer decodes fails the same way every time: left
-        # to raise, it would be re-leased and re-sent forever without an attempt.
-        outcome = _fail(delivery, exc, permanent=True)
-    else:
-        outcome = _run(delivery, handler, event)
-    _log(delivery, outcome, time.monotonic() - started)
-    return outcome
+        # Version skew: during a rolling deploy a newer process may record a
+        # handler, an event type or a payload version this one cannot read yet.
+        # Dead at once, it would block its aggregate; retried, newer code takes it.
+        return _fail(delivery, exc, permanent=False, max_attempts=limit)
+    return _run(delivery, handler, event)
+
+
+def _max_attempts(handler_name: str) -> int:
+    try:
+        limit = get_handler(handler_name).max_attempts
+    except UnknownHandler:
+        limit = None
+    return limit or settings.OUTBOX_MAX_ATTEMPTS
 
 
 def _run(delivery: Delivery, handler: Handler, event: DomainEvent) -> Outcome:
@@ -117,7 +145,7 @@ def _run(delivery: Delivery, handler: Handler, event: DomainEvent) -> Outcome:
         aggregate_id=row.aggregate_id,
         occurred_at=row.occurred_at,
         headers=row.headers,
-        attempt=delivery.attempts + 1,
+        attempt=delivery.attempts,
     )
     try:
         with _transaction_for(handler):
@@ -162,48 +190,88 @@ def _after_failure(
         logger.exception("on_failure hook of %s failed", handler.name)
 
 
-_MARK_DONE_SQL = (
-    f"UPDATE {Delivery._meta.db_table}"
-    " SET status = %s, attempts = attempts + 1, done_at = %s, lease_id = NULL,"
-    " lease_expires_at = NULL WHERE id = %s AND status = %s AND lease_id "
-)
+_TABLE = Delivery._meta.db_table
+_DIED = f"{WorkerDied.__name__}: the worker died while handling attempt "
+_LAST_OF = ", the last of {}"
+# Raw SQL: building the same UPDATEs through the ORM costs more CPU than running
+# them. `{now}` is the database's clock (shopflow.clock). Each statement is
+# conditional on the row still being pending under the worker's lease, so a
+# duplicate message or a racing worker changes nothing.
+#
+# A start: count the attempt and record the lease it runs under, unless a start
+# under this lease is already recorded (a duplicate message of this claim). A
+# start still recorded under an older lease had no outcome: its worker died.
+_START_SQL = f"""
+UPDATE {_TABLE} SET attempts = attempts + 1, started_lease_id = lease_id,
+    last_error = CASE WHEN started_lease_id IS NULL THEN last_error
+                      ELSE %s || CAST(attempts AS TEXT) END,
+    last_traceback = CASE WHEN started_lease_id IS NULL THEN last_traceback ELSE '' END
+WHERE id = %s AND status = %s AND lease_id = %s
+  AND (started_lease_id IS NULL OR started_lease_id <> lease_id)
+RETURNING attempts"""
+# A suspect whose starts reached max_attempts: dead, without another start.
+_BURY_SQL = f"""
+UPDATE {_TABLE} SET status = %s, next_attempt_at = {{now}}, lease_id = NULL,
+    lease_expires_at = NULL, started_lease_id = NULL, last_traceback = '',
+    last_error = %s || CAST(attempts AS TEXT) || %s
+WHERE id = %s AND status = %s AND lease_id = %s
+  AND started_lease_id IS NOT NULL AND started_lease_id <> lease_id AND attempts >= %s"""
+# Done: the first statement of the handler's transaction (the attempt was counted at its start).
+_MARK_DONE_SQL = f"""
+UPDATE {_TABLE} SET status = %s, done_at = {{now}}, lease_id = NULL, lease_expires_at = NULL,
+    started_lease_id = NULL
+WHERE id = %s AND status = %s AND lease_id = %s"""
+
+
+def _start(delivery: Delivery) -> bool:
+    """Commit the start of an attempt before the handler runs; False for a duplicate."""
+    params = [_DIED, delivery.pk, Delivery.Status.PENDING.value, _lease(delivery)]
+    with connection.cursor() as cursor:
+        cursor.execute(_START_SQL, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    delivery.attempts = row[0]
+    return True
+
+
+def _bury_if_out_of_attempts(delivery: Delivery, limit: int) -> bool:
+    """Dead-letter a suspect whose worker died on its last allowed attempt."""
+    params = [Delivery.Status.DEAD.value, _DIED, _LAST_OF.format(limit), delivery.pk,
+              Delivery.Status.PENDING.value, _lease(delivery), limit]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(_BURY_SQL.format(now=db_now_sql()), params)
+        return cursor.rowcount == 1
 
 
 def _mark_done(delivery: Delivery) -> bool:
-    # Raw SQL: building the same UPDATE through the ORM costs more CPU than running it.
-    fields = Delivery._meta
-    params = [
-        Delivery.Status.DONE.value,
-        fields.get_field("done_at").get_db_prep_value(timezone.now(), connection),
-        delivery.pk,
-        Delivery.Status.PENDING.value,
-    ]
-    if delivery.lease_id is None:
-        sql = _MARK_DONE_SQL + "IS NULL"
-    else:
-        sql = _MARK_DONE_SQL + "= %s"
-        params.append(fields.get_field("lease_id").get_db_prep_value(delivery.lease_id, connection))
+    params = [Delivery.Status.DONE.value, delivery.pk, Delivery.Status.PENDING.value,
+              _lease(delivery)]  # fmt: skip
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_MARK_DONE_SQL.format(now=db_now_sql()), params)
         return cursor.rowcount == 1
+
+
+def _lease(delivery: Delivery) -> object:
+    return Delivery._meta.get_field("lease_id").get_db_prep_value(delivery.lease_id, connection)
 
 
 def _fail(
     delivery: Delivery, exc: BaseException, *, permanent: bool, max_attempts: int | None = None
 ) -> Outcome:
-    """Count the failed attempt; schedule a retry or dead-letter the delivery."""
-    attempt = delivery.attempts + 1
+    """Record the failed attempt (counted at its start); schedule a retry or dead-letter it."""
     limit = max_attempts or settings.OUTBOX_MAX_ATTEMPTS
-    dead = permanent or attempt >= limit
+    dead = permanent or delivery.attempts >= limit
     error = f"{type(exc).__name__}: {exc}"
+    delay = 0 if dead else backoff_seconds(delivery.attempts)
     updated = Delivery.objects.filter(
         pk=delivery.pk, status=Delivery.Status.PENDING, lease_id=delivery.lease_id
     ).update(
         status=Delivery.Status.DEAD if dead else Delivery.Status.PENDING,
-        attempts=attempt,
-        next_attempt_at=timezone.now() + timedelta(seconds=0 if dead else backoff_seconds(attempt)),
+        next_attempt_at=db_later(delay),
         lease_id=None,
         lease_expires_at=None,
+        started_lease_id=None,
         last_error=error[:2000],
         last_traceback="".join(traceback.format_exception(exc))[-10000:],
     )
@@ -223,7 +291,7 @@ def _log(delivery: Delivery, outcome: Outcome, seconds: float) -> None:
         "type": row.type,
         "aggregate": delivery.aggregate_key,
         "handler": delivery.handler,
-        "attempt": delivery.attempts + 1,
+        "attempt": delivery.attempts,
         "duration_ms": round(seconds * 1000, 2),
     }
     if outcome.error:

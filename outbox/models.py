@@ -69,7 +69,11 @@ class OutboxEvent(models.Model):
 
 
 class Delivery(models.Model):
-    """One handler's copy of one event: its state, attempts, lease and last error."""
+    """One handler's copy of one event: its state, attempts, lease and last error.
+
+    `attempts` counts handler starts, each committed before the handler runs,
+    so a start that kills its worker is counted too.
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -86,6 +90,10 @@ class Delivery(models.Model):
     next_attempt_at = models.DateTimeField()
     lease_id = models.UUIDField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # The lease under which a worker last started the handler, until that start
+    # has an outcome (done, retry, dead). Still set under a later lease, it says
+    # the worker died mid-handler (OOM, segfault): the delivery is a suspect.
+    started_lease_id = models.UUIDField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     last_traceback = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

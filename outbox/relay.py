@@ -13,17 +13,18 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Collection
-from datetime import timedelta
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from outbox.metrics import RELAY_BATCH_SECONDS, RELAY_CLAIMED
 from outbox.models import Delivery
 from outbox.registry import UnknownHandler, get_handler
+from shopflow.clock import db_later
 
 logger = logging.getLogger("shopflow.outbox.relay")
 
@@ -62,9 +63,8 @@ def _wake_key_clear() -> None:
         logger.warning("clearing the relay wake key failed; draining anyway", exc_info=True)
 
 
-def _claimable(
-    now: timezone.datetime, after: int, keys: Collection[tuple[str, str]] | None
-) -> QuerySet[Delivery]:
+def _claimable(after: int, keys: Collection[tuple[str, str]] | None) -> QuerySet[Delivery]:
+    now = Now()
     earlier_unfinished = Delivery.objects.filter(
         handler=OuterRef("handler"),
         aggregate_key=OuterRef("aggregate_key"),
@@ -89,12 +89,13 @@ _TABLE = Delivery._meta.db_table
 # The same claim as `_claimable` in one statement and one round trip: select and
 # lock, then lease, with no transaction around it. `= ANY(ARRAY(…))` keeps the
 # update on the primary key; a join to the CTE gets a hash join over the whole
-# table, done rows included. RETURNING has no order.
+# table, done rows included. RETURNING has no order. Times are the database's
+# (see shopflow.clock): `statement_timestamp()` is what Django's `Now()` gives.
 _CLAIM_TEMPLATE = f"""
 WITH claimable AS (
     SELECT d.id FROM {_TABLE} d
-    WHERE d.status = %(pending)s AND d.next_attempt_at <= %(now)s
-      AND (d.lease_expires_at IS NULL OR d.lease_expires_at < %(now)s)
+    WHERE d.status = %(pending)s AND d.next_attempt_at <= statement_timestamp()
+      AND (d.lease_expires_at IS NULL OR d.lease_expires_at < statement_timestamp())
       AND d.id > %(after)s{{scope}}
       AND NOT EXISTS (
           SELECT 1 FROM {_TABLE} e
@@ -105,9 +106,10 @@ WITH claimable AS (
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
-UPDATE {_TABLE} d SET lease_id = %(lease_id)s, lease_expires_at = %(expires)s
+UPDATE {_TABLE} d SET lease_id = %(lease_id)s,
+    lease_expires_at = statement_timestamp() + make_interval(secs => %(lease_seconds)s)
 WHERE d.id = ANY(ARRAY(SELECT id FROM claimable))
-RETURNING d.id, d.handler
+RETURNING d.id, d.handler, d.started_lease_id IS NOT NULL
 """
 _CLAIM_SQL = _CLAIM_TEMPLATE.format(scope="")
 # Only the given (handler, aggregate) pairs: the unfinished-rows index finds them.
@@ -116,6 +118,19 @@ _CLAIM_KEYS_SQL = _CLAIM_TEMPLATE.format(
       AND (d.handler, d.aggregate_key) IN (
           SELECT * FROM unnest(%(handlers)s::text[], %(aggregates)s::text[]))"""
 )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Deliveries leased by one claim: (id, handler) pairs in id order, and the suspects.
+
+    A suspect's earlier start ended without an outcome: its worker died
+    mid-handler, maybe because of it. It travels alone (see `deliveries_publish`).
+    """
+
+    lease_id: str
+    rows: list[tuple[int, str]]
+    suspects: frozenset[int] = frozenset()
 
 
 def deliveries_claim(
@@ -127,34 +142,47 @@ def deliveries_claim(
     unfinished delivery of an aggregate for a handler is claimable, which is
     what keeps each aggregate's events in order per handler.
     """
-    now = timezone.now()
+    claim = _claim(limit, after=after, keys=keys)
+    return claim.lease_id, claim.rows
+
+
+def _claim(limit: int, *, after: int = 0, keys: Collection[tuple[str, str]] | None = None) -> Claim:
     lease_id = uuid.uuid4()
-    expires = now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
     if connection.vendor == "postgresql":
         pairs = list(keys or ())
         params = {
             "pending": Delivery.Status.PENDING.value, "done": Delivery.Status.DONE.value,
-            "now": now, "after": after, "limit": limit, "lease_id": lease_id, "expires": expires,
+            "after": after, "limit": limit, "lease_id": lease_id,
+            "lease_seconds": float(settings.OUTBOX_LEASE_SECONDS),
             "handlers": [h for h, _ in pairs], "aggregates": [a for _, a in pairs],
         }  # fmt: skip
         with connection.cursor() as cursor:
             cursor.execute(_CLAIM_SQL if keys is None else _CLAIM_KEYS_SQL, params)
-            return str(lease_id), sorted(cursor.fetchall())
-    with transaction.atomic():
-        rows = list(
-            _claimable(now, after, keys)
-            .select_for_update(skip_locked=True)
-            .values_list("id", "handler")[:limit]
-        )
-        if rows:
-            Delivery.objects.filter(id__in=[pk for pk, _ in rows]).update(
-                lease_id=lease_id, lease_expires_at=expires
+            claimed = sorted(cursor.fetchall())
+    else:
+        with transaction.atomic():
+            claimed = list(
+                _claimable(after, keys)
+                .select_for_update(skip_locked=True)
+                .values_list("id", "handler", "started_lease_id")[:limit]
             )
-    return str(lease_id), rows
+            if claimed:
+                Delivery.objects.filter(id__in=[pk for pk, _, _ in claimed]).update(
+                    lease_id=lease_id, lease_expires_at=db_later(settings.OUTBOX_LEASE_SECONDS)
+                )
+    rows = [(pk, handler) for pk, handler, _ in claimed]
+    suspects = frozenset(pk for pk, _, started in claimed if started)
+    return Claim(str(lease_id), rows, suspects)
 
 
-def deliveries_publish(lease_id: str, rows: list[tuple[int, str]]) -> None:
-    """Publish claimed deliveries: one message per queue per chunk, on one producer."""
+def deliveries_publish(
+    lease_id: str, rows: list[tuple[int, str]], suspects: Collection[int] = ()
+) -> None:
+    """Publish claimed deliveries: one message per queue per chunk, on one producer.
+
+    Each suspect goes in a message of its own: if it kills its worker again, it
+    takes no innocent delivery down with it, and those are handled within a lease.
+    """
     from outbox.tasks import deliver
     from shopflow.celery import app
 
@@ -163,13 +191,12 @@ def deliveries_publish(lease_id: str, rows: list[tuple[int, str]]) -> None:
         try:
             queue = get_handler(handler_name).queue
         except UnknownHandler:
-            queue = "events"  # the worker dead-letters it with a clear error
+            queue = "events"  # the worker retries it until code that knows it runs there
         by_queue[queue].append(pk)
     chunk = settings.OUTBOX_CHUNK_SIZE
     with app.producer_or_acquire() as producer:
         for queue, ids in by_queue.items():
-            for start in range(0, len(ids), chunk):
-                batch = ids[start : start + chunk]
+            for batch in _batches(ids, chunk, suspects):
                 deliver.apply_async(
                     args=(lease_id, batch),
                     queue=queue,
@@ -177,6 +204,13 @@ def deliveries_publish(lease_id: str, rows: list[tuple[int, str]]) -> None:
                     # Celery's saferepr of 50 ids costs more than the publish itself.
                     argsrepr=f"('{lease_id}', [{batch[0]}..{batch[-1]}] ({len(batch)} ids))",
                 )
+
+
+def _batches(ids: list[int], size: int, suspects: Collection[int]) -> list[list[int]]:
+    """`ids` in chunks of `size`, each suspect in a chunk of its own."""
+    innocent = [pk for pk in ids if pk not in suspects]
+    chunks = [innocent[start : start + size] for start in range(0, len(innocent), size)]
+    return chunks + [[pk] for pk in ids if pk in suspects]
 
 
 def successors_relay(keys: Collection[tuple[str, str]]) -> int:
@@ -187,11 +221,11 @@ def successors_relay(keys: Collection[tuple[str, str]]) -> int:
     """
     if not keys:
         return 0
-    lease_id, rows = deliveries_claim(len(keys), keys=keys)
-    if rows:
-        deliveries_publish(lease_id, rows)
-        RELAY_CLAIMED.inc(len(rows))
-    return len(rows)
+    claim = _claim(len(keys), keys=keys)
+    if claim.rows:
+        deliveries_publish(claim.lease_id, claim.rows, claim.suspects)
+        RELAY_CLAIMED.inc(len(claim.rows))
+    return len(claim.rows)
 
 
 def drain(*, max_seconds: float | None = None) -> int:
@@ -209,9 +243,10 @@ def drain(*, max_seconds: float | None = None) -> int:
     total = after = 0
     while True:
         started = time.monotonic()
-        lease_id, rows = deliveries_claim(limit, after=after)
+        claim = _claim(limit, after=after)
+        rows = claim.rows
         if rows:
-            deliveries_publish(lease_id, rows)
+            deliveries_publish(claim.lease_id, rows, claim.suspects)
             RELAY_BATCH_SECONDS.observe(time.monotonic() - started)
             RELAY_CLAIMED.inc(len(rows))
             total += len(rows)

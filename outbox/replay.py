@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from outbox.events import event_types
 from outbox.models import Delivery, OutboxEvent
@@ -266,14 +266,13 @@ def _plan(pks: list[int], *, target: Handler | None, reprocess: bool) -> _Plan:
 def _missing_deliveries(
     pks: list[int], seen: set[tuple[int, str]], target: Handler | None
 ) -> list[Delivery]:
-    now = timezone.now()
     events = OutboxEvent.objects.filter(pk__in=pks).order_by("id")
     return [
         Delivery(
             event_id=row.pk,
             handler=handler.name,
             aggregate_key=f"{row.aggregate_type}:{row.aggregate_id}",
-            next_attempt_at=now,
+            next_attempt_at=Now(),
         )
         for row in events.only("pk", "type", "aggregate_type", "aggregate_id")
         for handler in handlers_for(row.type)
@@ -288,9 +287,10 @@ def _make_due(ids: list[int], *, expected: str) -> int:
     return Delivery.objects.filter(pk__in=ids, status=expected).update(
         status=PENDING,
         attempts=0,
-        next_attempt_at=timezone.now(),
+        next_attempt_at=Now(),
         lease_id=None,
         lease_expires_at=None,
+        started_lease_id=None,
         done_at=None,
     )
 

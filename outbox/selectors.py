@@ -16,10 +16,12 @@ from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, TruncMinute
 from django.utils import timezone
 
+from outbox.delivery import WorkerDied
 from outbox.models import Delivery, OutboxEvent
 from outbox.registry import all_handlers
 
 PENDING, DONE, DEAD = Delivery.Status.PENDING, Delivery.Status.DONE, Delivery.Status.DEAD
+WORKER_DIED = f"{WorkerDied.__name__}:"  # how a delivery whose worker died names its error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +44,8 @@ class OutboxStats:
     blocked_aggregates: int
     oldest_pending_age: float | None  # seconds since the oldest pending delivery was written
     handlers: dict[str, HandlerStats]
+    # Dead letters whose last attempt's worker died mid-handler (OOM, segfault).
+    died_in_worker: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (handlers keyed by name)."""
@@ -76,15 +80,18 @@ def outbox_stats(*, now: datetime | None = None) -> OutboxStats:
             dead=Count("id", filter=Q(status=DEAD)),
             blocked=Count("aggregate_key", filter=Q(status=DEAD), distinct=True),
             oldest=Min("created_at", filter=Q(status=PENDING)),
+            died=Count("id", filter=Q(status=DEAD, last_error__startswith=WORKER_DIED)),
         )
         .order_by()
     )
     handlers = {name: HandlerStats() for name in all_handlers()}
+    died = 0
     for row in rows:
         handlers[row["handler"]] = HandlerStats(
             row["pending"], row["dead"], row["blocked"], _age(row["oldest"], now)
         )
-    return _totals(dict(sorted(handlers.items())))
+        died += row["died"]
+    return dataclasses.replace(_totals(dict(sorted(handlers.items()))), died_in_worker=died)
 
 
 def deliveries_done_per_minute(

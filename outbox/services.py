@@ -6,10 +6,11 @@ import contextvars
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, models, transaction
+from django.db.models.functions import Now
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -70,7 +71,6 @@ def events_record(events: Iterable[DomainEvent]) -> list[OutboxEvent]:
         return []
     if not connection.in_atomic_block:
         raise OutsideTransaction("domain events must be recorded inside transaction.atomic()")
-    now = timezone.now()
     rows = []
     for event in events:
         event_id = uuid.uuid4()
@@ -83,12 +83,15 @@ def events_record(events: Iterable[DomainEvent]) -> list[OutboxEvent]:
                 aggregate_id=event.aggregate_id,
                 payload=event.to_payload(),
                 headers=_headers_for(event_id),
-                occurred_at=now,
             )
         )
     if connection.vendor == "postgresql":
-        _insert_in_one_statement(rows, now)
+        _insert_in_one_statement(rows)
     else:
+        # The database's clock (shopflow.clock): SQLite runs in this process.
+        now = timezone.now()
+        for row in rows:
+            row.occurred_at = now
         OutboxEvent.objects.bulk_create(rows)
         Delivery.objects.bulk_create(
             Delivery(
@@ -106,36 +109,38 @@ def events_record(events: Iterable[DomainEvent]) -> list[OutboxEvent]:
 
 
 _EVENT_FIELDS = ("event_id", "type", "version", "aggregate_type", "aggregate_id", "payload",
-                 "headers", "occurred_at", "created_at")  # fmt: skip
+                 "headers")  # fmt: skip
+# ... then occurred_at and created_at, from the database's clock (shopflow.clock).
+_EVENT_TIMES = ", statement_timestamp(), statement_timestamp()"
 
 
-def _insert_in_one_statement(rows: list[OutboxEvent], now: datetime) -> None:
+def _insert_in_one_statement(rows: list[OutboxEvent]) -> None:
     """INSERT the events and their deliveries in one round trip, as two bulk_creates would.
 
     Ids follow the order of `rows`, then of each event's handlers by name, as
     the bulk_creates gave them: the relay delivers an aggregate's events in id
-    order. Sets each row's id and `created_at` and marks it saved. (bulk_create
-    costs ~1 ms of Python per call, more than PostgreSQL takes for the statement.)
+    order. Every time written is the statement's, so a delivery is due when its
+    event occurred. Sets each row's id, `occurred_at` and `created_at` and marks
+    it saved. (bulk_create costs ~1 ms of Python per call, more than PostgreSQL
+    takes for the statement.)
     """
-    for row in rows:
-        row.created_at = now
     params = [_db_value(OutboxEvent, name, getattr(row, name)) for row in rows
               for name in _EVENT_FIELDS]  # fmt: skip
-    sql = _INSERT_EVENTS.format(rows=_values(len(rows), len(_EVENT_FIELDS)))
+    sql = _INSERT_EVENTS.format(rows=_values(len(rows), len(_EVENT_FIELDS), _EVENT_TIMES))
     deliveries = [(row, handler.name) for row in rows for handler in handlers_for(row.type)]
     if deliveries:
-        moment = _db_value(Delivery, "next_attempt_at", now)
-        params += [Delivery.Status.PENDING, moment, moment]
+        params.append(Delivery.Status.PENDING)
         for position, (row, handler) in enumerate(deliveries):
             aggregate_key = f"{row.aggregate_type}:{row.aggregate_id}"
             params += [_db_value(OutboxEvent, "event_id", row.event_id), handler, aggregate_key,
                        position]  # fmt: skip
         sql += _INSERT_DELIVERIES.format(rows=_values(len(deliveries), 4))
     with connection.cursor() as cursor:
-        cursor.execute(sql + " SELECT event_id, id FROM event", params)
-        ids = dict(cursor.fetchall())
+        cursor.execute(sql + " SELECT event_id, id, occurred_at FROM event", params)
+        saved = {event_id: (pk, occurred_at) for event_id, pk, occurred_at in cursor.fetchall()}
     for row in rows:
-        row.pk = ids[row.event_id]
+        row.pk, row.occurred_at = saved[row.event_id]
+        row.created_at = row.occurred_at
         row._state.adding, row._state.db = False, connection.alias
 
 
@@ -144,22 +149,23 @@ def _db_value(model: type[models.Model], name: str, value: object) -> object:
     return model._meta.get_field(name).get_db_prep_save(value, connection)
 
 
-def _values(rows: int, columns: int) -> str:
-    return ", ".join(["(" + ", ".join(["%s"] * columns) + ")"] * rows)
+def _values(rows: int, columns: int, tail: str = "") -> str:
+    return ", ".join(["(" + ", ".join(["%s"] * columns) + tail + ")"] * rows)
 
 
 _INSERT_EVENTS = f"""
 WITH event AS (
-    INSERT INTO {OutboxEvent._meta.db_table} ({", ".join(_EVENT_FIELDS)})
+    INSERT INTO {OutboxEvent._meta.db_table} ({", ".join(_EVENT_FIELDS)}, occurred_at, created_at)
     VALUES {{rows}}
-    RETURNING id, event_id
+    RETURNING id, event_id, occurred_at
 )"""
 # A data-modifying CTE runs whether or not the query reads it.
 _INSERT_DELIVERIES = f""", delivery AS (
     INSERT INTO {Delivery._meta.db_table}
         (event_id, handler, aggregate_key, status, attempts, next_attempt_at,
          last_error, last_traceback, created_at)
-    SELECT event.id, d.handler, d.aggregate_key, %s, 0, %s, '', '', %s
+    SELECT event.id, d.handler, d.aggregate_key, %s, 0, event.occurred_at, '', '',
+        event.occurred_at
     FROM (VALUES {{rows}}) AS d (event_uuid, handler, aggregate_key, position)
     JOIN event ON event.event_id = d.event_uuid
     ORDER BY d.position
@@ -189,9 +195,10 @@ def deliveries_requeue(
     count = Delivery.objects.filter(pk__in=pks, status=Delivery.Status.DEAD).update(
         status=Delivery.Status.PENDING,
         attempts=0,
-        next_attempt_at=timezone.now(),
+        next_attempt_at=Now(),
         lease_id=None,
         lease_expires_at=None,
+        started_lease_id=None,
     )
     _nudge_now(count)
     return count
@@ -205,7 +212,7 @@ def deliveries_acknowledge(*, ids: Iterable[int]) -> int:
     acknowledgement (see `Delivery.acknowledged_at`).
     """
     return Delivery.objects.filter(pk__in=set(ids), status=Delivery.Status.DEAD).update(
-        acknowledged_at=timezone.now()
+        acknowledged_at=Now()  # compared with the death's time, also the database's
     )
 
 

@@ -22,15 +22,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from uuid import UUID
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import DateTimeField, ExpressionWrapper, Value
 from django.db.models.functions import Now
 
 from sagas.models import Saga, SagaStep
+from shopflow.clock import db_later
 
 logger = logging.getLogger("shopflow.sagas")
 
@@ -69,12 +68,6 @@ class Fence:
             )
 
 
-def _later(seconds: float) -> ExpressionWrapper:
-    return ExpressionWrapper(
-        Now() + Value(timedelta(seconds=seconds)), output_field=DateTimeField()
-    )
-
-
 def lease_renew(saga_id: UUID, step_index: int, token: int) -> bool:
     """Push the live lease of attempt `token` one lease further; False once it is lost.
 
@@ -84,11 +77,11 @@ def lease_renew(saga_id: UUID, step_index: int, token: int) -> bool:
     renewed = (
         SagaStep.objects.filter(saga_id=saga_id, index=step_index, fence=token)
         .filter(lease_expires_at__gt=Now())
-        .update(lease_expires_at=_later(lease))
+        .update(lease_expires_at=db_later(lease))
     )
     if renewed:
         grace = settings.SAGA_WAKE_GRACE_SECONDS
-        Saga.objects.filter(pk=saga_id).update(wake_at=_later(lease + grace))
+        Saga.objects.filter(pk=saga_id).update(wake_at=db_later(lease + grace))
     return bool(renewed)
 
 

@@ -35,8 +35,13 @@ def test_an_event_whose_worker_process_is_killed_mid_handler_is_handled_once_aft
     assert victim not in worker.pool_pids()
     assert effect_counts() == expected_effects(rows)
     assert victim not in ProbeRecord.objects.values_list("pid", flat=True)
-    # the killed attempt rolled back with its transaction, leaving no trace
-    assert list(Delivery.objects.values_list("status", "attempts")) == [("done", 1)] * 2
+    # the killed attempt rolled back with its transaction; only its start, committed
+    # before the handler ran, was counted, and names the attempt that died
+    killed = Delivery.objects.get(handler="probe.projection")
+    assert (killed.status, killed.attempts) == ("done", 2)
+    assert killed.last_error == "WorkerDied: the worker died while handling attempt 1"
+    untouched = Delivery.objects.get(handler="probe.record")
+    assert (untouched.status, untouched.attempts) == ("done", 1)
 
 
 def test_wiping_redis_mid_run_loses_no_event_and_duplicates_none(start_worker, redis_client):

@@ -19,7 +19,10 @@ def _record(handler: str, event: ProbeHappened, context: EventContext) -> None:
         time.sleep(event.delay_ms / 1000)
     if context.attempt <= event.fail_times:
         raise RuntimeError(f"probe failure on attempt {context.attempt}")
-    if _switched_on(handler, event):
+    switch = _switch_on(handler, event)
+    if switch is not None and switch.kills_process:
+        os._exit(1)
+    if switch is not None:
         raise RuntimeError(f"probe switch {event.fail_while!r} is on")
     ProbeRecord.objects.create(
         handler=handler,
@@ -31,11 +34,11 @@ def _record(handler: str, event: ProbeHappened, context: EventContext) -> None:
     )
 
 
-def _switched_on(handler: str, event: ProbeHappened) -> bool:
+def _switch_on(handler: str, event: ProbeHappened) -> ProbeSwitch | None:
     if not event.fail_while:
-        return False
+        return None
     switches = ProbeSwitch.objects.filter(name=event.fail_while, handler__in=("", handler))
-    return switches.exists()
+    return switches.first()
 
 
 @subscribe(ProbeHappened, name="probe.record", max_attempts=4)

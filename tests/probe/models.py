@@ -34,6 +34,9 @@ class ProbeSwitch(models.Model):
 
     name = models.CharField(max_length=100)
     handler = models.CharField(max_length=100, blank=True)
+    # Instead of raising, the handler ends its process at once (`os._exit`), as an
+    # OOM kill or a segfault in a C extension would: no exception, no rollback hook.
+    kills_process = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.handler or 'every handler'})"

@@ -13,8 +13,9 @@ from outbox.selectors import BlockedAggregate, OutboxStats, blocked_aggregates, 
 
 class Command(BaseCommand):
     help = (
-        "Show the outbox backlog: pending deliveries, the oldest one's age, dead letters and "
-        "the aggregates each handler is blocked on (naming the blocking event)."
+        "Show the outbox backlog: pending deliveries, the oldest one's age, dead letters (and "
+        "how many died with their worker) and the aggregates each handler is blocked on "
+        "(naming the blocking event)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -44,8 +45,8 @@ def _limit(value: str | None) -> int:
 def _summary(stats: OutboxStats) -> list[str]:
     age = "-" if stats.oldest_pending_age is None else f"{stats.oldest_pending_age:.1f}s"
     lines = [
-        f"pending: {stats.pending}  oldest pending: {age}  dead: {stats.dead}  "
-        f"blocked aggregates: {stats.blocked_aggregates}",
+        f"pending: {stats.pending}  oldest pending: {age}  dead: {stats.dead} "
+        f"(died in worker: {stats.died_in_worker})  blocked aggregates: {stats.blocked_aggregates}",
         "",
         f"{'handler':<40} {'pending':>8} {'oldest':>9} {'dead':>6} {'blocked':>8}",
     ]
