@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from pydantic import ValidationError
 
 from outbox.events import DomainEvent, UnknownEventType
@@ -156,6 +157,7 @@ def _run(delivery: Delivery, handler: Handler, event: DomainEvent) -> Outcome:
         if not handler.atomic and not _mark_done(delivery):  # one statement, autocommitted
             return Outcome("skipped")
     except InProgressElsewhere:
+        _unstart(delivery)
         return Outcome("skipped")
     except DeadLetter as exc:
         failure, outcome = exc, _fail(delivery, exc, permanent=True)
@@ -233,6 +235,15 @@ def _start(delivery: Delivery) -> bool:
         return False
     delivery.attempts = row[0]
     return True
+
+
+def _unstart(delivery: Delivery) -> None:
+    """Take back a start that ran nothing: another process is doing this delivery's work."""
+    Delivery.objects.filter(
+        pk=delivery.pk, status=Delivery.Status.PENDING, lease_id=delivery.lease_id,
+        started_lease_id=delivery.lease_id,
+    ).update(attempts=F("attempts") - 1, started_lease_id=None)  # fmt: skip
+    delivery.attempts -= 1
 
 
 def _bury_if_out_of_attempts(delivery: Delivery, limit: int) -> bool:
