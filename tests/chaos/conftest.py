@@ -52,7 +52,10 @@ PROCESS_SETTINGS = {
     "OUTBOX_BACKOFF_MAX": "300",
     "SAGA_WATCHDOG_INTERVAL": "1",
     "SAGA_WAKE_GRACE_SECONDS": "5",
-    "SAGA_STEP_LEASE_SECONDS": "10",
+    # Shorter than the slow provider calls below, which must renew it (issue 11 §5).
+    "SAGA_STEP_LEASE_SECONDS": "3",
+    "PAYMENT_GATEWAY": "tests.chaos.providers.SometimesSlowGateway",
+    "SHIPPING_CARRIER": "tests.chaos.providers.SometimesSlowCarrier",
     "SAGA_BACKOFF_BASE": "0.5",
     "SAGA_BACKOFF_MAX": "8",
     # Production does not record every SQL statement in memory, as DEBUG does; no TLS

@@ -5,9 +5,12 @@ PostgreSQL and Redis. Client threads place orders over HTTP with the
 contract's mix of tokens, addresses and cancellations, retrying with the same
 Idempotency-Key whatever goes wrong. Meanwhile workers are SIGKILLed ten
 times (a pool child, or a whole worker that is then restarted), Redis is
-flushed once and PostgreSQL restarted once. Once the faults are over, every
-order must end as its scenario says, once, with one charge at most and one
-e-mail per event, and the audit must be clean.
+flushed once and PostgreSQL restarted once. About one provider call in 80 is
+slower than the step lease (tests/chaos/providers.py), and one handler ends its
+process (`os._exit`) every time it meets one probe event. Once the faults are
+over, every order must end as its scenario says, once, with one charge at most
+and one e-mail per event; the killer must be exactly one dead letter, which an
+operator acknowledges; and the audit must be clean.
 
 The run takes as long as the machine needs to fulfil the orders: about 6
 orders/s on a shared 2-core machine, so some 6 minutes for 2,000.
@@ -28,10 +31,15 @@ import time
 import pytest
 from django.db import OperationalError, connection
 
+from outbox.models import Delivery, OutboxEvent
+from outbox.services import deliveries_acknowledge
 from tests.chaos.clients import LoadRun, orders_plan
 from tests.chaos.conftest import Shop
 from tests.chaos.faults import Chaos, faults_plan, pg_restart_is_real
 from tests.chaos.verdict import Verdict, orders_unsettled, unfinished, verdict_of
+from tests.probe.events import ProbeHappened
+from tests.probe.models import ProbeSwitch
+from tests.probe.scenarios import probes_record
 
 pytestmark = [
     pytest.mark.chaos,
@@ -66,6 +74,8 @@ def test_every_order_ends_once_and_as_its_scenario_says_through_kills_a_flush_an
     chaos = Chaos(faults, progress=lambda: load.progress, workers=shop.workers,
                   restart_worker=shop.restart_worker, broker=shop.broker, rng=rng)  # fmt: skip
 
+    killer = _a_delivery_that_kills_its_worker()
+
     # when
     began = time.monotonic()
     chaos.start_at(began)
@@ -81,7 +91,13 @@ def test_every_order_ends_once_and_as_its_scenario_says_through_kills_a_flush_an
     chaos.workers_ready()  # a restarted worker that cannot start is a failure of its own
     final_at = _wait_final(until=chaos.last_fault + RECOVERY_LIMIT)
 
-    # then
+    # then: the killer is one dead letter, the worker's death its error; an operator
+    # acknowledges it, and the audit below holds the rest to account
+    dead = list(Delivery.objects.filter(status=Delivery.Status.DEAD))
+    assert [(d.event.event_id, d.handler) for d in dead] == [(killer.event_id, "probe.record")]
+    assert dead[0].last_error.startswith("WorkerDied"), dead[0].last_error
+    assert Delivery.objects.get(event=killer, handler="probe.projection").status == "done"
+    deliveries_acknowledge(ids=[dead[0].pk])
     verdict = verdict_of(placements)
     recovery = None if final_at is None else final_at - chaos.last_fault
     with capsys.disabled():
@@ -92,6 +108,13 @@ def test_every_order_ends_once_and_as_its_scenario_says_through_kills_a_flush_an
     assert not verdict.duplicated, _lines("duplicated", verdict.duplicated)
     assert not verdict.inconsistent, _lines("inconsistent", verdict.stuck + verdict.inconsistent)
     assert recovery is not None, f"not all final {RECOVERY_LIMIT:g} s after the last fault"
+
+
+def _a_delivery_that_kills_its_worker() -> OutboxEvent:
+    """One probe event whose `probe.record` handler ends its process each time it runs."""
+    ProbeSwitch.objects.create(name="killer", handler="probe.record", kills_process=True)
+    (event,) = probes_record([ProbeHappened(aggregate="killer", seq=1, fail_while="killer")])
+    return event
 
 
 def _wait_final(*, until: float) -> float | None:
