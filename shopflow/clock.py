@@ -23,7 +23,7 @@ from django.db.models.sql import Query
 def db_now() -> datetime:
     """The database's current time, as a value, where no query is at hand to ask in."""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {db_now_sql()}")
+        cursor.execute(f"SELECT {db_now_sql()}", [])  # params, so `%%` reads as `%`
         value = cursor.fetchone()[0]
     if isinstance(value, str):  # SQLite answers in text, in UTC
         return datetime.fromisoformat(value).replace(tzinfo=UTC)

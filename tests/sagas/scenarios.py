@@ -50,6 +50,23 @@ def place(
     )
 
 
+def stalled_attempt(
+    in_process: InProcessSaga, steps_before: int, token: str = "tok_visa"
+) -> tuple[Order, Saga, engine.Move]:
+    """An order whose first `steps_before` steps are done and whose next attempt is claimed,
+    then stalled past its lease (0.02 s in process): attempt 1, which goes on later."""
+    order = place(token=token)
+    in_process.deliver()
+    saga = saga_of(order)
+    if steps_before:
+        engine.saga_advance(saga.pk, moves=steps_before)
+    in_process.advances.clear()
+    stalled = engine._claim(saga.pk)
+    assert (stalled.step_index, stalled.attempt) == (steps_before, 1)
+    time.sleep(0.05)
+    return order, saga, stalled
+
+
 def reloaded(order: Order) -> Order:
     return Order.objects.get(pk=order.pk)
 

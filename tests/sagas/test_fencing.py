@@ -19,7 +19,6 @@ from django.utils import timezone
 
 from inventory.models import Product, Reservation
 from orders import fulfilment
-from orders.models import Order
 from payments.gateways.sandbox import SandboxGateway
 from payments.models import Payment, SandboxLedgerEntry
 from payments.services import payment_refund
@@ -33,6 +32,7 @@ from tests.sagas.scenarios import (
     place,
     reloaded,
     saga_of,
+    stalled_attempt,
     timeline,
     wait_settled,
 )
@@ -40,24 +40,10 @@ from tests.sagas.scenarios import (
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def stalled(in_process, steps_before: int) -> tuple[Order, Saga, engine.Move]:
-    """An order whose first `steps_before` steps are done and whose next attempt stalled."""
-    order = place()
-    in_process.deliver()
-    saga = saga_of(order)
-    if steps_before:
-        engine.saga_advance(saga.pk, moves=steps_before)
-    in_process.advances.clear()
-    move = engine._claim(saga.pk)
-    assert (move.step_index, move.attempt) == (steps_before, 1)
-    time.sleep(0.05)  # its lease (0.02 s in process) runs out
-    return order, saga, move
-
-
 def test_a_late_booking_attempt_leaves_a_confirmed_order_its_shipment(in_process, mug):
     # given: booking attempt 1 stalls past its lease; the watchdog's attempt 2 books,
     # and the saga completes: the order is confirmed
-    order, _, late = stalled(in_process, steps_before=2)
+    order, _, late = stalled_attempt(in_process, steps_before=2)
     in_process.run_until_quiet()
     assert reloaded(order).status == "confirmed"
     # when: attempt 1 goes on and its (same-key) booking answer arrives
@@ -73,7 +59,7 @@ def test_a_late_booking_attempt_leaves_a_confirmed_order_its_shipment(in_process
 def test_a_stale_reservation_attempt_reserves_nothing_for_a_failed_order(in_process, mug):
     # given: reservation attempt 1 stalls past its lease; meanwhile the stock runs out,
     # the watchdog's attempt 2 is refused, and the order fails
-    order, _, late = stalled(in_process, steps_before=0)
+    order, _, late = stalled_attempt(in_process, steps_before=0)
     Product.objects.filter(pk=mug.pk).update(on_hand=1)
     in_process.run_until_quiet()
     assert reloaded(order).status == "failed"

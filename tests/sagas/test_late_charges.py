@@ -11,7 +11,6 @@ the test decides what runs when. The last three tests came from a review; each
 failed before its fix.
 """
 
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -33,6 +32,7 @@ from shipping.carriers.sandbox import SandboxCarrier
 from shipping.models import SandboxBooking, Shipment
 from shipping.services import shipments_of_ended_orders_cancel
 from shipping.tasks import cancel_ended_orders_shipments
+from tests.sagas import scenarios
 from tests.sagas.scenarios import (
     assert_final_state_is_consistent,
     assert_undone_after_done,
@@ -106,17 +106,7 @@ def stalled_attempt(
     in_process, step_name: str, token: str = "tok_visa"
 ) -> tuple[Order, Saga, engine.Move]:
     """The steps before `step_name` done; its attempt 1 claimed and stalled past its lease."""
-    index = PROVIDERS[step_name][0]
-    order = place(token=token)
-    in_process.deliver()
-    saga = saga_of(order)
-    if index:
-        engine.saga_advance(saga.pk, moves=index)
-    in_process.advances.clear()
-    stalled = engine._claim(saga.pk)
-    assert (stalled.step_index, stalled.attempt) == (index, 1)
-    time.sleep(0.05)  # the lease (0.02 s here, 30 s by default) runs out
-    return order, saga, stalled
+    return scenarios.stalled_attempt(in_process, PROVIDERS[step_name][0], token=token)
 
 
 def then_a_timeout(saga: Saga, step_name: str, settings) -> SagaStep:
