@@ -9,8 +9,13 @@ attempt that outlived its lease writes nothing (sagas/fencing.py).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
+from uuid import UUID
+
+from django.conf import settings
 
 from inventory.services import InsufficientStock, reservation_create, reservation_release
 from orders.models import FailureReason, Order, Status
@@ -19,8 +24,12 @@ from payments.gateways import PaymentDeclined
 from payments.services import payment_charge, payment_refund
 from sagas.definitions import PermanentFailure, SagaDefinition, Step, register, step_key
 from sagas.models import Saga
-from shipping.carriers import CarrierRejected
+from shipping.carriers import CarrierError, CarrierRejected
+from shipping.models import Shipment
 from shipping.services import shipment_cancel, shipment_schedule
+from shopflow.clock import db_now
+
+logger = logging.getLogger("shopflow.orders")
 
 FULFILMENT = "order_fulfilment"
 Fence = Callable[[], None]
@@ -121,3 +130,39 @@ fulfilment = register(
         called_off=order_cancelled,
     )
 )  # fmt: skip
+
+
+def late_bookings_call_off(*, limit: int = 100) -> int:
+    """Ask the carrier again about bookings nobody recorded; returns how many were called off.
+
+    A stale booking attempt that lands after the compensation looked for it is
+    not recorded (its fence refuses) and is normally undone at once by the
+    compensation run again for it. If the attempt's worker died first, nobody
+    asks again: this does, by the step's key, for sagas compensated within
+    LATE_PROVIDER_EFFECT_WINDOW_SECONDS whose booking step ran and whose
+    order has no shipment on record. Beat runs it (orders.call_off_late_bookings).
+    """
+    window = timedelta(seconds=settings.LATE_PROVIDER_EFFECT_WINDOW_SECONDS)
+    sagas = list(
+        Saga.objects.filter(
+            definition=FULFILMENT,
+            status=Saga.Status.COMPENSATED,
+            finished_at__gte=db_now() - window,
+            steps__name="schedule_shipment",
+            steps__attempts__gt=0,
+        ).order_by("-finished_at")[:limit]
+    )
+    recorded = set(
+        Shipment.objects.filter(order_id__in=[saga.key for saga in sagas]).values_list(
+            "order_id", flat=True
+        )
+    )
+    called_off = 0
+    for saga in (saga for saga in sagas if UUID(saga.key) not in recorded):
+        try:
+            cancel_shipment(saga)
+        except CarrierError:
+            logger.warning("asking the carrier again for saga %s failed; beat retries", saga.pk)
+            continue
+        called_off += Shipment.objects.filter(order_id=saga.key).exists()
+    return called_off

@@ -25,12 +25,12 @@ import random
 import time
 import traceback
 from collections.abc import Iterable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models.functions import Now
 from pydantic import ValidationError
 
 from outbox.events import DomainEvent, UnknownEventType
@@ -39,6 +39,7 @@ from outbox.models import Delivery
 from outbox.registry import EventContext, Handler, UnknownHandler, get_handler
 from outbox.services import caused_by
 from shopflow.clock import db_later, db_now_sql
+from shopflow.leases import lease_renewed
 
 logger = logging.getLogger("shopflow.outbox.delivery")
 
@@ -124,8 +125,10 @@ def _attempt(delivery: Delivery) -> Outcome:
     except (UnknownHandler, UnknownEventType, ValidationError) as exc:
         # Version skew: during a rolling deploy a newer process may record a
         # handler, an event type or a payload version this one cannot read yet.
-        # Dead at once, it would block its aggregate; retried, newer code takes it.
-        return _fail(delivery, exc, permanent=False, max_attempts=limit)
+        # Dead at once, it would block its aggregate; retried (for as long as a
+        # deploy may take, OUTBOX_VERSION_SKEW_MAX_ATTEMPTS), newer code takes it.
+        skew_limit = max(limit, settings.OUTBOX_VERSION_SKEW_MAX_ATTEMPTS)
+        return _fail(delivery, exc, permanent=False, max_attempts=skew_limit)
     return _run(delivery, handler, event)
 
 
@@ -149,15 +152,14 @@ def _run(delivery: Delivery, handler: Handler, event: DomainEvent) -> Outcome:
         attempt=delivery.attempts,
     )
     try:
-        with _transaction_for(handler):
+        with _transaction_for(handler, delivery):
             if handler.atomic and not _mark_done(delivery):
                 return Outcome("skipped")
             with caused_by(context.event_id, row.headers.get("correlation_id") or context.event_id):
                 handler(event, context)
         if not handler.atomic and not _mark_done(delivery):  # one statement, autocommitted
             return Outcome("skipped")
-    except InProgressElsewhere:
-        _unstart(delivery)
+    except InProgressElsewhere:  # its start stays counted: the other copy's worker died
         return Outcome("skipped")
     except DeadLetter as exc:
         failure, outcome = exc, _fail(delivery, exc, permanent=True)
@@ -170,13 +172,30 @@ def _run(delivery: Delivery, handler: Handler, event: DomainEvent) -> Outcome:
     return outcome
 
 
-def _transaction_for(handler: Handler) -> AbstractContextManager[object]:
+def _transaction_for(handler: Handler, delivery: Delivery) -> AbstractContextManager[object]:
     """The delivery's transaction; none for a handler that calls the network (`atomic=False`).
 
     No network call runs inside a transaction: on SQLite (IMMEDIATE) a slow
     server would hold the database-wide write lock, on PostgreSQL row locks.
+    Nothing then holds the delivery's row while the handler runs, so its lease
+    is renewed instead: a send slower than the lease is not claimed again and
+    sent twice by another worker.
     """
-    return transaction.atomic() if handler.atomic else nullcontext()
+    if handler.atomic:
+        return transaction.atomic()
+    lease = settings.OUTBOX_LEASE_SECONDS
+    return lease_renewed(
+        lambda: _lease_renew(delivery), every=lease / 3, longest=settings.OUTBOX_HANDLER_MAX_SECONDS
+    )
+
+
+def _lease_renew(delivery: Delivery) -> bool:
+    """Push the delivery's live lease one lease further; False once it is lost."""
+    renewed = Delivery.objects.filter(
+        pk=delivery.pk, status=Delivery.Status.PENDING, lease_id=delivery.lease_id,
+        lease_expires_at__gt=Now(),
+    ).update(lease_expires_at=db_later(settings.OUTBOX_LEASE_SECONDS))  # fmt: skip
+    return bool(renewed)
 
 
 def _after_failure(
@@ -235,15 +254,6 @@ def _start(delivery: Delivery) -> bool:
         return False
     delivery.attempts = row[0]
     return True
-
-
-def _unstart(delivery: Delivery) -> None:
-    """Take back a start that ran nothing: another process is doing this delivery's work."""
-    Delivery.objects.filter(
-        pk=delivery.pk, status=Delivery.Status.PENDING, lease_id=delivery.lease_id,
-        started_lease_id=delivery.lease_id,
-    ).update(attempts=F("attempts") - 1, started_lease_id=None)  # fmt: skip
-    delivery.attempts -= 1
 
 
 def _bury_if_out_of_attempts(delivery: Delivery, limit: int) -> bool:

@@ -109,15 +109,18 @@ def payments_late_charges_refund(*, limit: int = 100) -> int:
     a charge that landed while nobody was left to record it (its attempt's
     worker died, or the compensation's second look failed). The gateway is
     asked again, by the payment's key, for every payment closed within
-    PAYMENT_LATE_CHARGE_WINDOW_SECONDS, longer than any call can outlive its lease.
+    LATE_PROVIDER_EFFECT_WINDOW_SECONDS, longer than any call can outlive its lease.
     """
-    window = timedelta(seconds=settings.PAYMENT_LATE_CHARGE_WINDOW_SECONDS)
+    window = timedelta(seconds=settings.LATE_PROVIDER_EFFECT_WINDOW_SECONDS)
+    # Charges known to have landed first: many closed payments to ask about (after a
+    # gateway outage, say) must not hold back one whose refund only has to be retried.
     captured = Payment.objects.filter(closed=True, status=Payment.Status.CAPTURED)
+    late = list(captured.order_by("pk")[:limit])
     recent = Payment.objects.filter(
         closed=True, status__in=_UNSETTLED, updated_at__gte=db_now() - window
     )
-    late = (captured | recent).order_by("pk")
-    return sum(_refund_late_charge(payment) for payment in late[:limit])
+    late += recent.order_by("-updated_at")[: limit - len(late)]  # the newest, likeliest first
+    return sum(_refund_late_charge(payment) for payment in late)
 
 
 # No charge on record: pending, or declined by a later attempt after an earlier one

@@ -17,10 +17,7 @@ frozen) stops renewing, and its lease runs out.
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -30,8 +27,7 @@ from django.db.models.functions import Now
 
 from sagas.models import Saga, SagaStep
 from shopflow.clock import db_later
-
-logger = logging.getLogger("shopflow.sagas")
+from shopflow.leases import lease_renewed
 
 
 class StaleAttempt(Exception):
@@ -85,32 +81,14 @@ def lease_renew(saga_id: UUID, step_index: int, token: int) -> bool:
     return bool(renewed)
 
 
-@contextmanager
-def lease_kept(saga_id: UUID, step_index: int, token: int) -> Iterator[None]:
+def lease_kept(saga_id: UUID, step_index: int, token: int) -> AbstractContextManager[None]:
     """Renew the attempt's lease every third of a lease while the block runs.
 
-    The thread opens a database connection only when the block outlives its
-    first interval, which a fast provider call never does; it gives up after
-    SAGA_STEP_MAX_SECONDS, so a call that hangs loses its step at last.
+    Up to SAGA_STEP_MAX_SECONDS, so a call that hangs loses its step at last.
     """
-    stop = threading.Event()
-    interval = settings.SAGA_STEP_LEASE_SECONDS / 3
-
-    def renew() -> None:
-        try:
-            rounds = int(settings.SAGA_STEP_MAX_SECONDS / interval)
-            for _ in range(rounds):
-                if stop.wait(interval) or not lease_renew(saga_id, step_index, token):
-                    return
-        except Exception:  # the lease then runs out, which is safe
-            logger.warning("renewing the lease of saga %s failed", saga_id, exc_info=True)
-        finally:
-            connection.close()  # this thread's own connection, if it opened one
-
-    thread = threading.Thread(target=renew, name=f"lease-{saga_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+    lease = settings.SAGA_STEP_LEASE_SECONDS
+    return lease_renewed(
+        lambda: lease_renew(saga_id, step_index, token),
+        every=lease / 3,
+        longest=settings.SAGA_STEP_MAX_SECONDS,
+    )

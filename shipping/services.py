@@ -10,7 +10,6 @@ from uuid import UUID
 
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
-from django.utils import timezone
 
 from inventory.services import reservation_commit
 from orders.models import InvalidTransition, Order
@@ -20,6 +19,7 @@ from outbox.services import aggregate_lock, events_record
 from shipping.carriers import CarrierError, CarrierRejected, get_carrier
 from shipping.events import ShipmentCancelled, ShipmentRejected, ShipmentScheduled
 from shipping.models import Shipment
+from shopflow.clock import db_now
 
 logger = logging.getLogger("shopflow.shipping")
 
@@ -131,7 +131,7 @@ def shipments_of_ended_orders_cancel(
     ended = Order.objects.filter(pk=OuterRef("order_id"), status__in=_OVER)
     left = (
         Shipment.objects.filter(status=Shipment.Status.SCHEDULED)
-        .filter(updated_at__lt=timezone.now() - grace)
+        .filter(updated_at__lt=db_now() - grace)
         .filter(Exists(ended))
         .order_by("pk")
     )

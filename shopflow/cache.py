@@ -6,12 +6,18 @@ and every API request makes two (the user throttle) and every placement a third
 (the outbox relay's wake-up). A `redis.Redis` over a `ConnectionPool` is
 thread-safe (each command takes a connection from the pool), and the pool itself
 reconnects after a fork, so one client per pool serves every thread.
+
+Every command also has a timeout (CACHE_SOCKET_TIMEOUT, unless OPTIONS set
+their own): the cache is an optimisation, and a cache host that accepts
+connections but never answers (hung, partitioned) must fail its callers fast,
+not hang a relay's drain or the commit hooks of web requests.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.cache.backends import redis as django_redis
 
 
@@ -34,5 +40,8 @@ class RedisCache(django_redis.RedisCache):
     """`django.core.cache.backends.redis.RedisCache` with `RedisCacheClient` above."""
 
     def __init__(self, server: str | list[str], params: dict[str, Any]) -> None:
+        timeout = settings.CACHE_SOCKET_TIMEOUT
+        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        params = {**params, "OPTIONS": {**options, **params.get("OPTIONS", {})}}
         super().__init__(server, params)
         self._class = RedisCacheClient

@@ -203,12 +203,16 @@ CELERY_TASK_ROUTES = {
     "orders.purge_idempotency_keys": {"queue": "outbox"},
     "payments.refund_late_charges": {"queue": "events"},
     "shipping.cancel_ended_orders_shipments": {"queue": "events"},
+    "orders.call_off_late_bookings": {"queue": "events"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- Redis (caches, the relay's wake-up coalescing) -------------------------------
 _broker_is_redis = CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
 REDIS_URL = env.str("REDIS_URL", default=CELERY_BROKER_URL if _broker_is_redis else "")
+# Seconds a cache command may take before it fails (the cache is only an optimisation:
+# a hung cache host must not hang requests or drains).
+CACHE_SOCKET_TIMEOUT = env.float("CACHE_SOCKET_TIMEOUT", default=2.0)
 CACHES = {
     "default": (
         {"BACKEND": "shopflow.cache.RedisCache", "LOCATION": REDIS_URL}
@@ -230,6 +234,13 @@ OUTBOX_CHUNK_SIZE = env.int("OUTBOX_CHUNK_SIZE", default=50)
 OUTBOX_LEASE_SECONDS = env.float("OUTBOX_LEASE_SECONDS", default=30.0)
 # Attempts before a delivery is dead-lettered (a handler may declare its own).
 OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=8)
+# Attempts (with backoff up to OUTBOX_BACKOFF_MAX, about an hour in all) for a delivery
+# this process cannot read: a handler, event type or payload version from newer code,
+# during a rolling deploy. Dead letters only after that, so a deploy's skew clears itself.
+OUTBOX_VERSION_SKEW_MAX_ATTEMPTS = env.int("OUTBOX_VERSION_SKEW_MAX_ATTEMPTS", default=20)
+# Longest a handler that runs outside a transaction (an e-mail) keeps its delivery's lease
+# by renewing it while it runs (seconds); a send that hangs longer loses it.
+OUTBOX_HANDLER_MAX_SECONDS = env.float("OUTBOX_HANDLER_MAX_SECONDS", default=300.0)
 # Exponential backoff: base * 2**(attempt-1) seconds, capped, with full jitter.
 OUTBOX_BACKOFF_BASE = env.float("OUTBOX_BACKOFF_BASE", default=1.0)
 OUTBOX_BACKOFF_MAX = env.float("OUTBOX_BACKOFF_MAX", default=300.0)
@@ -282,10 +293,12 @@ SHIPPING_CARRIER = env.str("SHIPPING_CARRIER", default="shipping.carriers.sandbo
 # Seconds each sandbox call takes, to open windows for tests and demos.
 PAYMENT_SANDBOX_DELAY_SECONDS = env.float("PAYMENT_SANDBOX_DELAY_SECONDS", default=0.0)
 SHIPPING_SANDBOX_DELAY_SECONDS = env.float("SHIPPING_SANDBOX_DELAY_SECONDS", default=0.0)
-# Seconds after a compensation closed a payment (it found no charge) during which the
-# late-charge sweep asks the gateway again by the payment's key: a charge call that
-# outlived its step's lease (a frozen worker) may still land in that window.
-PAYMENT_LATE_CHARGE_WINDOW_SECONDS = env.float("PAYMENT_LATE_CHARGE_WINDOW_SECONDS", default=3600.0)
+# Seconds after a compensation during which beat asks the providers again, by the step's
+# key, for a charge or a booking that a stale attempt made after the compensation had
+# looked (a frozen worker's call may still land then); what it finds goes back.
+LATE_PROVIDER_EFFECT_WINDOW_SECONDS = env.float(
+    "LATE_PROVIDER_EFFECT_WINDOW_SECONDS", default=3600.0
+)
 # Demo mode: the sandbox carrier ships a booked parcel, then delivers it, after these
 # many seconds, through the same service as the webhook. Off by default.
 SHIPPING_SANDBOX_AUTO_ADVANCE = env.bool("SHIPPING_SANDBOX_AUTO_ADVANCE", default=False)
@@ -304,6 +317,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "shipping.cancel_ended_orders_shipments",
         "schedule": 60.0,
     },
+    # A booking that landed after compensation, that nobody recorded (its worker died).
+    "call-off-late-bookings": {"task": "orders.call_off_late_bookings", "schedule": 60.0},
 }
 if SHIPPING_SANDBOX_AUTO_ADVANCE:
     CELERY_BEAT_SCHEDULE["sandbox-carrier"] = {"task": "shipping.sandbox_advance", "schedule": 5.0}

@@ -8,8 +8,11 @@ from django.core.mail.backends.locmem import EmailBackend
 from django.db import connection
 from django.utils import timezone
 
+from notifications import services as notifications
 from notifications.models import Notification
 from orders.events import OrderConfirmed
+from outbox import delivery as worker
+from outbox import relay
 from outbox.models import Delivery
 from tests.analytics.pump import deliveries_run
 from tests.notifications.factories import event_recorded, order_made
@@ -58,11 +61,14 @@ def test_a_send_under_way_elsewhere_leaves_the_delivery_to_its_lease(watched):
     )  # fmt: skip
     # when
     deliveries_run()
-    # then: nothing sent, no attempt counted, the delivery still leased
+    # then: nothing sent; the delivery is left to its lease, its start counted: live
+    # senders renew their delivery's lease, so one whose claim is still held while its
+    # delivery is claimed again has most likely died (the next claim makes it a suspect)
     assert watched == []
     delivery = Delivery.objects.get(handler=HANDLER)
-    assert (delivery.status, delivery.attempts) == ("pending", 0)
+    assert (delivery.status, delivery.attempts) == ("pending", 1)
     assert delivery.lease_id is not None
+    assert delivery.started_lease_id == delivery.lease_id
 
 
 def test_a_claim_left_by_a_process_that_died_mid_send_is_taken_over_once_it_expires(watched):
@@ -81,3 +87,28 @@ def test_a_claim_left_by_a_process_that_died_mid_send_is_taken_over_once_it_expi
     note = Notification.objects.get()
     assert (note.status, note.attempts, note.claimed_until) == ("sent", 1, None)
     assert Delivery.objects.get(handler=HANDLER).status == "done"
+
+
+def _expire_leases() -> None:
+    Delivery.objects.update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+
+
+def test_a_send_that_killed_its_worker_stays_a_suspect(no_wake_up):
+    # given: worker 1 started the e-mail's delivery, claimed the notification, and died
+    order = order_made(status="confirmed", customer__email="ada@example.com")
+    row = event_recorded(OrderConfirmed(order_id=order.id))
+    relay.deliveries_claim(10)
+    email = Delivery.objects.select_related("event").get(handler=HANDLER)
+    assert worker._start(email)
+    notifications._claim(event_id=row.event_id, kind="confirmed", order_id=order.id)
+    # when: its lease runs out (the notification's claim, taken a moment later, not yet)
+    _expire_leases()
+    claim = relay._claim(10)
+    assert email.pk in claim.suspects  # sent alone, as it should be
+    outcomes = worker.deliveries_process(claim.lease_id, [email.pk])
+    assert [o.status for o in outcomes] == ["skipped"]  # InProgressElsewhere
+    # then: on the next claim it is still known as a suspect (sent alone, counted)
+    _expire_leases()
+    again = relay._claim(10)
+    email.refresh_from_db()
+    assert email.pk in again.suspects, (email.attempts, email.started_lease_id)

@@ -126,18 +126,19 @@ def _stored(event_type: str, payload: dict) -> Delivery:
 
 def test_stored_events_no_code_can_read_are_retried_then_dead_lettered(start_worker):
     # given: a beat is running, so retries happen
-    start_worker(beat=True)
+    start_worker(beat=True, OUTBOX_VERSION_SKEW_MAX_ATTEMPTS="5")
     unknown = _stored("nope.gone", {})
     undecodable = _stored("probe.happened", {"aggregate": "a1"})  # no seq
     # when
     readable = probes_record([ProbeHappened(aggregate="fine", seq=1)])
     # then: newer code may yet read them (a rolling deploy), so each is retried
-    # up to probe.record's max_attempts, then dead with a clear error; the rest flows on
+    # (OUTBOX_VERSION_SKEW_MAX_ATTEMPTS times, 5 here, more than probe.record's own 4),
+    # then dead with a clear error; the rest flows on
     dead = Delivery.objects.filter(pk__in=[unknown.pk, undecodable.pk], status="dead")
     assert wait_until(lambda: dead.count() == 2, timeout=30)
     unknown.refresh_from_db()
     undecodable.refresh_from_db()
-    assert (unknown.attempts, undecodable.attempts) == (4, 4)
+    assert (unknown.attempts, undecodable.attempts) == (5, 5)
     assert "UnknownEventType: unknown event type 'nope.gone'" in unknown.last_error
     assert "ValidationError" in undecodable.last_error
     assert "seq" in undecodable.last_error

@@ -20,6 +20,7 @@ import pytest
 
 from orders.models import Order
 from orders.services import order_cancel
+from orders.tasks import call_off_late_bookings
 from payments.gateways import GatewayUnavailable, PaymentDeclined
 from payments.gateways.sandbox import SandboxGateway
 from payments.models import Payment
@@ -349,4 +350,28 @@ def test_a_late_charge_that_nobody_recorded_is_found_and_refunded_by_the_sweep(
     assert net_money(order) == Decimal("0.00")
     assert timeline(order)[-2:] == ["payment.captured", "payment.refunded"]
     assert refund_late_charges() == 0
+    assert_final_state_is_consistent(order)
+
+
+def test_a_late_booking_that_nobody_recorded_is_found_and_called_off_by_the_sweep(
+    in_process, mug, settings
+):
+    # given: booking attempt 1 is in flight past its lease; attempt 2 times out; the order
+    # is cancelled and compensated (nothing found under the key); then attempt 1's booking
+    # lands and its worker dies before its outcome is handled (no record, no second look)
+    order, saga, stalled = stalled_attempt(in_process, "schedule_shipment")
+    meanwhile = timeout_then_cancel(in_process, order, saga, "schedule_shipment", settings)
+    in_flight("schedule_shipment", settings, meanwhile)
+    engine._perform(stalled)
+    in_process.run_until_quiet()
+    assert reloaded(order).status == "cancelled"
+    assert not Shipment.objects.filter(order_id=order.pk).exists()
+    assert not SandboxBooking.objects.get().cancelled
+    # when: beat's sweep asks the carrier again by the step's key
+    assert call_off_late_bookings() == 1
+    # then: the cancelled order keeps no parcel booked at the carrier, and says so
+    assert SandboxBooking.objects.get().cancelled
+    assert Shipment.objects.get(order_id=order.pk).status == Shipment.Status.CANCELLED
+    assert timeline(order)[-2:] == ["shipment.scheduled", "shipment.cancelled"]
+    assert call_off_late_bookings() == 0
     assert_final_state_is_consistent(order)
