@@ -51,7 +51,9 @@ class DeadLetter(Exception):
 class InProgressElsewhere(Exception):
     """Raised by a non-atomic handler whose work for this event another process is doing.
 
-    The delivery is left to its lease: the other copy marks it done or records its failure.
+    The delivery is left to its lease, its start counted: a live sender renews its
+    delivery's lease, so a copy that meets its claim most likely follows a sender
+    that died, and the next claim makes the delivery a suspect.
     """
 
 
