@@ -1,0 +1,160 @@
+"""Placement's fast path: the validation, body and rows of the general one, in fewer queries."""
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rest_framework.renderers import JSONRenderer
+
+from orders.api.serializers import (
+    OrderOutput,
+    OrderPlaceInput,
+    _plainly_valid,
+    order_placed_json,
+)
+from orders.models import OrderItem, TimelineEntry
+from orders.selectors import with_fulfilment
+from orders.services import LineRequest, UnavailableProducts, order_place
+from outbox.models import OutboxEvent
+from tests.api.conftest import ADDRESS, client_for, order_body, post_json
+from tests.api.test_order_fuzz import bodies
+from tests.inventory.factories import ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+# One placement with an Idempotency-Key: the token's user, the SKUs for sale, the
+# key's claim, the order with its lines, the outbox event with its deliveries,
+# the timeline entry, the stored response. (Before the one-statement insert: 11.)
+STATEMENTS_PER_PLACEMENT = 7
+SAVEPOINTS = ("SAVEPOINT", "RELEASE SAVEPOINT")
+
+text = st.text(st.characters(codec=None, exclude_categories=()), max_size=8)
+padded = st.builds(lambda pad, s, end: pad + s + end, st.sampled_from(["", " ", "\t"]),
+                   st.sampled_from(["MUG-1", "Ada", "1 Main St", "us", "US", "aq", "x" * 64]),
+                   st.sampled_from(["", " ", "\n"]))  # fmt: skip
+near_valid_text = padded | text | st.none() | st.integers(-2, 1002)
+near_valid = st.fixed_dictionaries(
+    {
+        "items": st.lists(
+            st.fixed_dictionaries(
+                {"sku": near_valid_text, "quantity": st.integers(-1, 1001) | near_valid_text},
+                optional={"price": st.just("0.01")},
+            ),
+            max_size=3,
+        ),
+        "payment_token": near_valid_text,
+        "shipping_address": st.fixed_dictionaries(
+            {name: near_valid_text for name in ADDRESS},
+            optional={"line2": near_valid_text | st.just("   ")},
+        ),
+    },
+    optional={"status": st.just("confirmed")},
+)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=near_valid | bodies)
+def test_the_plain_checks_accept_only_what_the_serializer_accepts_and_give_its_data(mug, body):
+    # when
+    plain = _plainly_valid(body)
+
+    # then
+    if plain is not None:
+        payload = OrderPlaceInput(data=body)
+        assert payload.is_valid(), payload.errors
+        assert _plain(plain) == _plain(payload.validated_data)
+        assert list(plain["shipping_address"]) == list(payload.validated_data["shipping_address"])
+
+
+def test_a_plain_valid_body_takes_the_plain_path(mug):
+    body = order_body(shipping_address={**ADDRESS, "line2": "  ", "country": " us "})
+
+    assert _plainly_valid(body) == {
+        "items": [{"sku": "MUG-1", "quantity": 2}],
+        "payment_token": "tok_visa",
+        "shipping_address": {**ADDRESS, "line2": "", "country": "US"},
+    }
+
+
+def test_the_placed_body_is_what_the_order_serializer_renders(customer):
+    # given an order with a name and an address outside ASCII
+    ProductFactory(sku="MUG-1", name="Mug \u2028 caf\u00e9", price=Decimal("9.95"))
+    ProductFactory(sku="TEA-1", name="Tea", price=Decimal("1000000.10"))
+    address = {**ADDRESS, "name": "Zo\u00eb \U0001f600", "line2": ""}
+    order = order_place(
+        customer=customer,
+        lines=[LineRequest("TEA-1", 7), LineRequest("MUG-1", 3)],
+        payment_token="tok_visa",
+        shipping_address=address,
+    )
+
+    # when
+    fast = order_placed_json(order)
+
+    # then
+    read_back = with_fulfilment(type(order).objects.filter(pk=order.pk)).get()
+    assert fast == JSONRenderer().render(OrderOutput(read_back).data).decode()
+
+
+def test_one_placement_takes_a_bounded_number_of_statements(customer, mug, tea):
+    body = order_body(items=[{"sku": "MUG-1", "quantity": 2}, {"sku": "TEA-1", "quantity": 1}])
+
+    client = client_for(customer)
+
+    # when
+    with CaptureQueriesContext(connection) as captured:
+        response = post_json(client, "/api/orders/", body, HTTP_IDEMPOTENCY_KEY="k")
+
+    # then (the savepoints are the test's: its transaction wraps the request's)
+    statements = [q["sql"] for q in captured if not q["sql"].startswith(SAVEPOINTS)]
+    assert response.status_code == 201
+    assert len(statements) <= STATEMENTS_PER_PLACEMENT, [sql[:60] for sql in statements]
+
+
+def test_the_lines_are_written_in_their_order_with_the_catalog_price(customer, mug, tea):
+    order = order_place(
+        customer=customer,
+        lines=[LineRequest("TEA-1", 3), LineRequest("MUG-1", 1)],
+        payment_token="tok_visa",
+        shipping_address=ADDRESS,
+    )
+
+    rows = list(OrderItem.objects.filter(order_id=order.id).order_by("id"))
+    assert [(i.sku, i.quantity, i.unit_price, i.product_id) for i in rows] == [
+        ("TEA-1", 3, Decimal("4.50"), tea.pk),
+        ("MUG-1", 1, Decimal("9.95"), mug.pk),
+    ]
+    assert [i.pk for i in order.items.all()] == [i.pk for i in rows]
+    assert order.total == Decimal("23.45")
+    assert TimelineEntry.objects.get(order_id=order.id).type == "order.created"
+
+
+def test_a_line_off_sale_when_the_order_is_written_writes_nothing(customer, mug, tea):
+    tea.active = False
+    tea.save()
+
+    # (order_place takes no savepoint of its own: the caller's transaction rolls back)
+    with pytest.raises(UnavailableProducts) as raised, transaction.atomic():
+        order_place(
+            customer=customer,
+            lines=[LineRequest("MUG-1", 1), LineRequest("TEA-1", 1), LineRequest("NOPE", 1)],
+            payment_token="tok_visa",
+            shipping_address=ADDRESS,
+        )
+
+    assert raised.value.skus == ("TEA-1", "NOPE")
+    assert not OrderItem.objects.exists()
+    assert not OutboxEvent.objects.exists()
