@@ -57,7 +57,8 @@ class _Claim:
 
 def key_is_valid(key: str) -> bool:
     """1 to 255 printable ASCII characters, as the contract allows."""
-    return 1 <= len(key) <= 255 and all(" " <= char <= "~" for char in key)
+    # Among ASCII characters, the printable ones are exactly " " to "~".
+    return 1 <= len(key) <= 255 and key.isascii() and key.isprintable()
 
 
 def request_fingerprint(data: Any) -> str:
