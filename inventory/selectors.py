@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db import connection
 from django.db.models import QuerySet
 
 from inventory.models import Product
@@ -25,13 +24,4 @@ def product_sku_taken(*, sku: str) -> bool:
 
 def product_skus_for_sale(*, skus: list[str]) -> set[str]:
     """Which of these SKUs name products that exist and are for sale."""
-    if not skus:
-        return set()
-    # Every order placement asks this: plain SQL takes a fifth of the Python the ORM does.
-    placeholders = ", ".join(["%s"] * len(skus))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT sku FROM {Product._meta.db_table} WHERE active AND sku IN ({placeholders})",
-            list(skus),
-        )
-        return {sku for (sku,) in cursor.fetchall()}
+    return set(product_list().filter(sku__in=skus).values_list("sku", flat=True))

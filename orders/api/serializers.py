@@ -98,10 +98,12 @@ def _luhn_valid(digits: str) -> bool:
 def order_place_input(data: Any) -> dict[str, Any]:
     """The placement body's validated data; raises DRF's ValidationError as OrderPlaceInput does.
 
-    A body that passes the plain checks below is valid as it stands and gives
-    the data OrderPlaceInput would give; any other body goes to OrderPlaceInput
-    itself, so every error reads as it always has. (Building the nested
-    serializer costs more Python than the rest of a placement's validation.)
+    A body that passes the plain checks below gives the data OrderPlaceInput
+    would give; any other body goes to OrderPlaceInput itself, so every error
+    reads as it always has. (Building the nested serializer costs more Python
+    than the rest of a placement's validation.) The plain checks leave the
+    catalog to `order_place`, which reads it anyway: its `UnavailableProducts`
+    becomes the very 400 that `validate_items` gives, and it writes nothing.
     """
     validated = _plainly_valid(data)
     if validated is None:
@@ -112,7 +114,7 @@ def order_place_input(data: Any) -> dict[str, Any]:
 
 
 def _plainly_valid(data: Any) -> dict[str, Any] | None:
-    """OrderPlaceInput's validated data when every rule plainly holds, else None (look closer)."""
+    """OrderPlaceInput's data when every rule but the catalog's plainly holds, else None."""
     if type(data) is not dict:
         return None
     items, token = data.get("items"), _text(data.get("payment_token"), 255)
@@ -122,8 +124,7 @@ def _plainly_valid(data: Any) -> dict[str, Any] | None:
     address = _plain_address(data.get("shipping_address"))
     if address is None or None in lines:
         return None
-    skus = [line["sku"] for line in lines]
-    if len(set(skus)) != len(skus) or not product_skus_for_sale(skus=skus).issuperset(skus):
+    if len({line["sku"] for line in lines}) != len(lines):
         return None
     return {"items": lines, "payment_token": token, "shipping_address": address}
 

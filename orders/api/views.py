@@ -7,6 +7,7 @@ from functools import partial
 from typing import Any
 
 import django_filters
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpResponse, HttpResponseBase
 from django.urls import reverse
@@ -133,7 +134,8 @@ class OrderListApi(generics.ListAPIView):
         key = _idempotency_key(request)
         place = partial(_place, request, order_place_input(request.data))
         if key is None:
-            return _response(request, place(), replayed=False)
+            with transaction.atomic():  # as idempotent_call's: a refusal rolls back to here
+                return _response(request, place(), replayed=False)
         stored, replayed = idempotent_call(
             user=request.user, key=key, fingerprint=request_fingerprint(request.data), call=place
         )
