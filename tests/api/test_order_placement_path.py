@@ -6,20 +6,26 @@ from unittest import mock
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from rest_framework.renderers import JSONRenderer
 
 from orders.api.serializers import (
+    AddressInput,
+    LineInput,
     OrderOutput,
     OrderPlaceInput,
+    _plain_address,
+    _plain_line,
     _plainly_valid,
+    _text,
     order_placed_json,
 )
 from orders.models import IdempotencyKey, Order, OrderItem, TimelineEntry
 from orders.selectors import with_fulfilment
 from orders.services import LineRequest, UnavailableProducts, order_place
 from outbox.models import OutboxEvent
+from shopflow.api.fields import StrictCharField
 from tests.api.conftest import ADDRESS, client_for, order_body, post_json
 from tests.api.test_order_fuzz import bodies
 from tests.inventory.factories import ProductFactory
@@ -35,23 +41,41 @@ SAVEPOINTS = ("SAVEPOINT", "RELEASE SAVEPOINT")
 FOR_SALE = "orders.api.serializers.product_skus_for_sale"
 
 text = st.text(st.characters(codec=None, exclude_categories=()), max_size=8)
-padded = st.builds(lambda pad, s, end: pad + s + end, st.sampled_from(["", " ", "\t"]),
-                   st.sampled_from(["MUG-1", "Ada", "1 Main St", "us", "US", "aq", "x" * 64]),
-                   st.sampled_from(["", " ", "\n"]))  # fmt: skip
-near_valid_text = padded | text | st.none() | st.integers(-2, 1002)
+
+
+def near(valid: str, max_length: int) -> st.SearchStrategy:
+    """Mostly the valid value or one of its edge cases; now and then any JSON scalar."""
+    edges = st.sampled_from([
+        valid, f" {valid}\t", valid.lower(), "x" * max_length, "x" * (max_length + 1), " ", "",
+        valid + "\x00", valid + "\ud800", "caf\u00e9", "\u00e9" * max_length,
+    ])  # fmt: skip
+    valid_like = st.sampled_from([valid, f" {valid}\t", valid.lower()])
+    junk = text | st.none() | st.booleans() | st.integers(-2, 1002) | st.floats()
+    return st.one_of(*[valid_like] * 8, edges, junk)
+
+
 near_valid = st.fixed_dictionaries(
     {
         "items": st.lists(
             st.fixed_dictionaries(
-                {"sku": near_valid_text, "quantity": st.integers(-1, 1001) | near_valid_text},
+                {
+                    "sku": near("MUG-1", 64) | st.sampled_from(["TEA-1", " TEA-1", "CUP-1"]),
+                    "quantity": st.one_of(
+                        *[st.integers(1, 3)] * 4, st.integers(-1, 1001), near("1", 4)
+                    ),
+                },
                 optional={"price": st.just("0.01")},
             ),
+            min_size=1,
             max_size=3,
         ),
-        "payment_token": near_valid_text,
+        "payment_token": near("tok_visa", 255) | st.just("4242 4242 4242 4242"),
         "shipping_address": st.fixed_dictionaries(
-            {name: near_valid_text for name in ADDRESS},
-            optional={"line2": near_valid_text | st.just("   ")},
+            {
+                **{name: near(value, 20) for name, value in ADDRESS.items()},
+                "country": near("us", 2) | st.sampled_from(["US", "AQ", "XX", "USA"]),
+            },
+            optional={"line2": near("Flat 2", 200) | st.just("   ")},
         ),
     },
     optional={"status": st.just("confirmed")},
@@ -69,18 +93,76 @@ def _plain(value):
 @settings(
     max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(body=near_valid | bodies)
+@given(body=st.one_of(near_valid, near_valid, near_valid, bodies))
+@example(body=order_body(shipping_address={**ADDRESS, "line2": None, "country": " us"}))
+@example(
+    body=order_body(shipping_address={**ADDRESS, "line2": " Flat\u00e9 2 ", "name": "\u00c5sa"})
+)
+@example(body=order_body(items=[{"sku": " MUG-1 ", "quantity": 1000}], payment_token="tok 4242"))
+@example(body=order_body(items=[{"sku": "MUG-1", "quantity": 1}, {"sku": "MUG-1 ", "quantity": 1}]))
 def test_the_plain_checks_accept_only_what_the_serializer_accepts_and_give_its_data(body):
     # when
     plain = _plainly_valid(body)
 
     # then, with every SKU for sale (the plain checks leave the catalog to order_place)
+    event("plain" if plain is not None else "to the serializer")
     if plain is not None:
         payload = OrderPlaceInput(data=body)
         with mock.patch(FOR_SALE, lambda skus: set(skus)):
             assert payload.is_valid(), payload.errors
         assert _plain(plain) == _plain(payload.validated_data)
         assert list(plain["shipping_address"]) == list(payload.validated_data["shipping_address"])
+
+
+address_like = st.fixed_dictionaries(
+    {
+        **{name: near(value, 20) for name, value in ADDRESS.items()},
+        "country": near("us", 2) | st.sampled_from(["US", "AQ", "XX", "USA", "\u00df"]),
+    },
+    optional={"line2": near("Flat 2", 200) | st.just("   ")},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=near("Ada", 5) | text, max_length=st.sampled_from([2, 5, 64]))
+def test_a_plain_text_is_what_a_strict_char_field_gives(value, max_length):
+    plain = _text(value, max_length)
+
+    event("plain" if plain is not None else "to the serializer")
+    if plain is not None:
+        assert plain == StrictCharField(max_length=max_length).run_validation(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(address=address_like)
+@example(address={**ADDRESS, "country": "XX"})
+@example(address={**ADDRESS, "country": "\u00df"})
+@example(address={**ADDRESS, "name": "Ada\x00"})
+@example(address={**ADDRESS, "line2": None})
+@example(address={**ADDRESS, "line2": " \t"})
+@example(address={**ADDRESS, "line2": 2})
+@example(address={**ADDRESS, "line2": " Flat 2 ", "country": " aq"})
+def test_a_plain_address_is_what_the_address_serializer_gives(address):
+    plain = _plain_address(address)
+
+    event("plain" if plain is not None else "to the serializer")
+    if plain is not None:
+        serializer = AddressInput(data=address)
+        assert serializer.is_valid(), serializer.errors
+        assert list(plain.items()) == list(serializer.validated_data.items())
+
+
+@settings(max_examples=300, deadline=None)
+@given(line=st.fixed_dictionaries({"sku": near("MUG-1", 64), "quantity": near("1", 4)
+                                   | st.integers(-1, 1001)}))  # fmt: skip
+def test_a_plain_line_is_what_the_line_serializer_gives(line):
+    plain = _plain_line(line)
+
+    event("plain" if plain is not None else "to the serializer")
+    if plain is not None:
+        serializer = LineInput(data=line)
+        assert serializer.is_valid(), serializer.errors
+        assert plain == dict(serializer.validated_data)
 
 
 def test_a_plain_valid_body_takes_the_plain_path():
