@@ -169,11 +169,11 @@ def _plain_address(value: Any) -> dict[str, str] | None:
         if name == "line2":
             if "line2" in value:  # optional: absent, null or blank is ""
                 line2 = value["line2"]
-                if line2 is not None and (type(line2) is not str or line2.strip()):
-                    line2 = _text(line2, max_length)
-                    if line2 is None:
-                        return None
-                address["line2"] = line2 if line2 and line2.strip() else ""
+                blank = line2 is None or (type(line2) is str and not line2.strip())
+                text = "" if blank else _text(line2, max_length)
+                if text is None:
+                    return None
+                address["line2"] = text
             continue
         text = _text(value.get(name), max_length)
         if text is None:
