@@ -58,13 +58,14 @@ def order_place(
     # here is caught and retried inside the caller's transaction, and a
     # savepoint costs two round trips per placement.
     with transaction.atomic(savepoint=False):
-        items = order_insert(order, lines)
+        items = _order_insert(order, lines)
+        # The order's row, written above, is its aggregate's lock (events_record's rule).
         events_record([_created_event(order, items)])
     _keep_items(order, items)
     return order
 
 
-def order_insert(order: Order, lines: Sequence[LineRequest]) -> list[OrderItem]:
+def _order_insert(order: Order, lines: Sequence[LineRequest]) -> list[OrderItem]:
     """Insert the unsaved `order` and its lines, priced from the catalog; returns the lines.
 
     Sets `order.total`. Raises `UnavailableProducts` (having written nothing)
@@ -123,7 +124,7 @@ def _insert_order_sql(lines: int) -> str:
 
 
 def _insert_in_one_statement(order: Order, lines: Sequence[LineRequest]) -> list[OrderItem]:
-    """`order_insert` as one PostgreSQL statement (the ORM takes three, and ~1 ms more Python)."""
+    """`_order_insert` as one PostgreSQL statement (the ORM takes three, and ~1 ms more Python)."""
     params: list[Any] = []
     for position, ln in enumerate(lines):
         params += [ln.sku, ln.quantity, position]
