@@ -176,6 +176,8 @@ def main() -> None:
         "bare_runs": [round(r.load.per_second) for r in bare],
         # CPU per request of gunicorn's processes, of PostgreSQL's backends, of the client
         "cpu_ms_per_order": cpu,
+        # What issue 12 bounds (<= 5 ms): gunicorn + PostgreSQL per placement
+        "cpu_ms_web_and_postgres_per_order": round(cpu["web"] + cpu["postgres"], 2),
         "cpu_ms_per_bare_insert": bare_cpu,
         "queries_per_order": queries["orders"],
         "queries_per_bare_insert": queries["bare"],
@@ -197,15 +199,17 @@ def _cpu(used: dict[str, float]) -> str:
 
 def _print_table(r: dict) -> None:
     rows = [
-        ("orders placed / s", r["orders_per_s"], ">= 400"),
+        ("orders placed / s", r["orders_per_s"], ""),
         ("  p50 (ms)", r["p50_ms"], ""),
-        ("  p99 (ms)", r["p99_ms"], "<= 100"),
+        ("  p99 (ms)", r["p99_ms"], ""),
         ("  queries per placement", r["queries_per_order"], ""),
         ("  CPU ms: web / postgres", _cpu(r["cpu_ms_per_order"]), ""),
+        ("  CPU ms: web + postgres", r["cpu_ms_web_and_postgres_per_order"], "<= 5"),
         (
             "bare DRF insert / s",
             r["bare_insert_per_s"],
-            f"ratio {r['ratio_vs_bare_insert']} (>= 0.5), by CPU {r['cpu_ratio_vs_bare_insert']}",
+            f"ratio {r['ratio_vs_bare_insert']} (>= 0.6), by CPU {r['cpu_ratio_vs_bare_insert']}"
+            " (>= 0.6)",
         ),
         ("  p50 (ms)", r["bare_p50_ms"], ""),
         ("  p99 (ms)", r["bare_p99_ms"], ""),

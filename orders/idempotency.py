@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -56,7 +57,8 @@ class _Claim:
 
 def key_is_valid(key: str) -> bool:
     """1 to 255 printable ASCII characters, as the contract allows."""
-    return 1 <= len(key) <= 255 and all(" " <= char <= "~" for char in key)
+    # Among ASCII characters, the printable ones are exactly " " to "~".
+    return 1 <= len(key) <= 255 and key.isascii() and key.isprintable()
 
 
 def request_fingerprint(data: Any) -> str:
@@ -118,17 +120,9 @@ def _insert_claim(*, user: Any, key: str, fingerprint: str, lock_id: uuid.UUID) 
         user=user.pk, key=key, request_hash=fingerprint, response_body="",
         response_headers={}, lock_id=lock_id, locked_at=now, created_at=now,
     )  # fmt: skip
-    sql = (
-        f"INSERT INTO {_name(_TABLE)} ({', '.join(map(_name, values))})"
-        f" VALUES ({', '.join(['%s'] * len(values))})"
-        f" ON CONFLICT ({_name(_USER_COLUMN)}, {_name('key')}) DO NOTHING RETURNING {_name('id')}"
-    )
     postgresql = connection.vendor == "postgresql"
-    if postgresql:
-        # Both in one simple-protocol query, hence in one implicit transaction.
-        sql = "SET LOCAL synchronous_commit TO OFF; " + sql
     with connection.cursor() as cursor:
-        cursor.execute(sql, list(values.values()))
+        cursor.execute(_claim_sql(tuple(values), postgresql), list(values.values()))
         if postgresql:
             cursor.nextset()  # past SET's empty result
         row = cursor.fetchone()
@@ -177,14 +171,33 @@ def _complete(claim: _Claim, response: StoredResponse) -> None:
     )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {_name(_TABLE)} SET {', '.join(f'{_name(c)} = %s' for c in values)}"
-            f" WHERE {_name('id')} = %s AND {_name('lock_id')} = %s"
-            f" AND {_name('completed_at')} IS NULL",
+            _complete_sql(tuple(values)),
             [*values.values(), *_db_values(id=claim.pk, lock_id=claim.lock_id).values()],
         )
         stored = cursor.rowcount
     if not stored:
         raise IdempotencyKeyInFlight()
+
+
+# The statements are built once per column set: quoting their names each time
+# cost a placement ~0.1 ms.
+@cache
+def _claim_sql(columns: tuple[str, ...], postgresql: bool) -> str:
+    sql = (
+        f"INSERT INTO {_name(_TABLE)} ({', '.join(map(_name, columns))})"
+        f" VALUES ({', '.join(['%s'] * len(columns))})"
+        f" ON CONFLICT ({_name(_USER_COLUMN)}, {_name('key')}) DO NOTHING RETURNING {_name('id')}"
+    )
+    # Both in one simple-protocol query, hence in one implicit transaction.
+    return "SET LOCAL synchronous_commit TO OFF; " + sql if postgresql else sql
+
+
+@cache
+def _complete_sql(columns: tuple[str, ...]) -> str:
+    return (
+        f"UPDATE {_name(_TABLE)} SET {', '.join(f'{_name(c)} = %s' for c in columns)}"
+        f" WHERE {_name('id')} = %s AND {_name('lock_id')} = %s AND {_name('completed_at')} IS NULL"
+    )
 
 
 def _name(identifier: str) -> str:

@@ -41,17 +41,6 @@ def order_fulfilment(order: Order) -> dict[str, Any]:
     return {name: getattr(order, name) for name in FULFILMENT_FIELDS}
 
 
-def order_placed_fulfilment(order: Order) -> Order:
-    """Annotate a just-placed order as having no payment and no shipment, without a query.
-
-    Only for the order `order_place` returned, before its transaction commits:
-    its saga starts after the commit, so nothing can have been charged or booked.
-    """
-    for name in FULFILMENT_FIELDS:
-        setattr(order, name, None)
-    return order
-
-
 def order_list(*, user: Any, status: str | None = None) -> QuerySet[Order]:
     """Orders a user may see, newest first: their own, or all for staff."""
     orders = with_fulfilment(Order.objects.select_related("customer")).prefetch_related(

@@ -7,7 +7,9 @@ from functools import partial
 from typing import Any
 
 import django_filters
+from django.db import transaction
 from django.db.models import QuerySet
+from django.http import HttpResponse, HttpResponseBase
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -29,10 +31,12 @@ from orders.api.serializers import (
     OrderOutput,
     OrderPlaceInput,
     TimelineEntryOutput,
+    order_place_input,
+    order_placed_json,
 )
 from orders.idempotency import StoredResponse, idempotent_call, key_is_valid, request_fingerprint
 from orders.models import Order, Status
-from orders.selectors import order_get, order_list, order_placed_fulfilment, order_timeline
+from orders.selectors import order_get, order_list, order_timeline
 from orders.services import LineRequest, order_cancel, order_place
 from shopflow.api.exceptions import BadRequest
 from shopflow.api.parsers import JSONParser
@@ -88,13 +92,17 @@ def _place(request: Request, data: dict[str, Any]) -> StoredResponse:
         payment_token=data["payment_token"],
         shipping_address=data["shipping_address"],
     )
-    body = JSONRenderer().render(OrderOutput(order_placed_fulfilment(order)).data).decode()
     location = request.build_absolute_uri(reverse("order-detail", args=[order.id]))
-    return StoredResponse(status.HTTP_201_CREATED, body, {"Location": location})
+    return StoredResponse(status.HTTP_201_CREATED, order_placed_json(order), {"Location": location})
 
 
-def _response(stored: StoredResponse, replayed: bool) -> Response:
+def _response(request: Request, stored: StoredResponse, replayed: bool) -> HttpResponseBase:
+    """The stored response; as it was rendered when JSON is what the client accepts."""
     headers = {**stored.headers, **({"Idempotent-Replayed": "true"} if replayed else {})}
+    if isinstance(request.accepted_renderer, JSONRenderer):
+        return HttpResponse(
+            stored.body, status=stored.status, headers=headers, content_type="application/json"
+        )
     return Response(json.loads(stored.body), status=stored.status, headers=headers)
 
 
@@ -122,17 +130,16 @@ class OrderListApi(generics.ListAPIView):
         responses={201: OrderOutput, **{code: ERRORS[code] for code in (400, 409, 422)}},
         parameters=[IDEMPOTENCY_KEY],
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponseBase:
         key = _idempotency_key(request)
-        payload = OrderPlaceInput(data=request.data)
-        payload.is_valid(raise_exception=True)
-        place = partial(_place, request, payload.validated_data)
+        place = partial(_place, request, order_place_input(request.data))
         if key is None:
-            return _response(place(), replayed=False)
+            with transaction.atomic():  # as idempotent_call's: a refusal rolls back to here
+                return _response(request, place(), replayed=False)
         stored, replayed = idempotent_call(
             user=request.user, key=key, fingerprint=request_fingerprint(request.data), call=place
         )
-        return _response(stored, replayed)
+        return _response(request, stored, replayed)
 
 
 class OrderDetailApi(APIView):
