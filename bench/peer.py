@@ -23,7 +23,7 @@ QUEUE = "bench"
 # Hash of job seq -> wall-clock second the task started (latency run only).
 STARTED_KEY = "bench:peer_started"
 
-app = App(connector=PsycopgConnector(kwargs={"conninfo": os.environ.get("DATABASE_URL", "")}))
+app = App(connector=PsycopgConnector(conninfo=os.environ.get("DATABASE_URL", "")))
 
 
 @cache
