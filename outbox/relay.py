@@ -8,7 +8,11 @@ expires instead of after Redis' visibility timeout (celery#5508, #4984).
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import queue
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -211,6 +215,87 @@ def _batches(ids: list[int], size: int, suspects: Collection[int]) -> list[list[
     innocent = [pk for pk in ids if pk not in suspects]
     chunks = [innocent[start : start + size] for start in range(0, len(innocent), size)]
     return chunks + [[pk] for pk in ids if pk in suspects]
+
+
+def deliveries_dispatch(lease_id: str, rows: list[tuple[int, str]]) -> None:
+    """Hand deliveries a transaction leased to itself to this process's dispatcher, on commit.
+
+    The dispatcher is a thread: the committing thread goes on at once, and what
+    several commits hand over while it publishes goes out together, one message
+    per queue per chunk, so a busy producer costs the workers fewer messages.
+    """
+    _dispatch_queue().put((lease_id, rows))
+
+
+_dispatcher: tuple[int, queue.SimpleQueue] | None = None  # (pid, its queue)
+_dispatcher_lock = threading.Lock()
+
+
+def _dispatch_queue() -> queue.SimpleQueue:
+    """This process's dispatcher queue, its thread started on first use (again after a fork)."""
+    global _dispatcher
+    with _dispatcher_lock:
+        if _dispatcher is None or _dispatcher[0] != os.getpid():
+            pending: queue.SimpleQueue = queue.SimpleQueue()
+            thread = threading.Thread(
+                target=_dispatch_forever, args=(pending,), name="outbox-dispatch", daemon=True
+            )
+            thread.start()
+            atexit.register(_dispatch_flush, pending, thread)
+            _dispatcher = (os.getpid(), pending)
+        return _dispatcher[1]
+
+
+def _dispatch_forever(pending: queue.SimpleQueue) -> None:
+    while True:
+        handed = [pending.get()]
+        while not pending.empty():
+            handed.append(pending.get_nowait())
+        if None in handed:  # the process is exiting (`_dispatch_flush`)
+            _dispatch_batch([item for item in handed if item is not None])
+            return
+        _dispatch_batch(handed)
+
+
+def _dispatch_batch(handed: list[tuple[str, list[tuple[int, str]]]]) -> None:
+    """Publish what commits handed over; on a broker error, hand the leases back to the drain.
+
+    Merging claims is safe for the order of an aggregate: a delivery is only
+    leased at commit when no earlier one of its (handler, aggregate) is
+    unfinished, so no two of them are ever in flight together. The message
+    names the first lease; workers do not rely on it (`deliveries_process`).
+    """
+    if not handed:
+        return
+    rows = sorted(row for _, claimed in handed for row in claimed)
+    try:
+        deliveries_publish(handed[0][0], rows)
+    except Exception:
+        logger.warning("dispatch at commit failed; the drain sends them", exc_info=True)
+        for lease_id, claimed in handed:
+            _lease_return(lease_id, [pk for pk, _ in claimed])
+    RELAY_CLAIMED.inc(len(rows))
+
+
+def _dispatch_flush(pending: queue.SimpleQueue, thread: threading.Thread) -> None:
+    """At exit, publish what is still handed over (else it waits for its lease to expire)."""
+    pending.put(None)
+    thread.join(timeout=5)
+
+
+def _lease_return(lease_id: str, ids: list[int]) -> None:
+    """Make unpublished deliveries claimable again at once (only under this lease)."""
+    try:
+        Delivery.objects.filter(
+            id__in=ids,
+            status=Delivery.Status.PENDING,
+            lease_id=lease_id,
+            started_lease_id__isnull=True,
+        ).update(lease_id=None, lease_expires_at=None)
+    except Exception:
+        logger.warning("returning a dispatch lease failed; it expires instead", exc_info=True)
+    finally:
+        connection.close()  # the dispatcher thread's own connection; it is seldom needed
 
 
 def successors_relay(keys: Collection[tuple[str, str]]) -> int:
