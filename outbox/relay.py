@@ -192,22 +192,25 @@ def deliveries_publish(
 
     by_queue: dict[str, list[int]] = defaultdict(list)
     for pk, handler_name in rows:
-        try:
-            queue = get_handler(handler_name).queue
-        except UnknownHandler:
-            queue = "events"  # the worker retries it until code that knows it runs there
-        by_queue[queue].append(pk)
+        by_queue[_queue_of(handler_name)].append(pk)
     chunk = settings.OUTBOX_CHUNK_SIZE
     with app.producer_or_acquire() as producer:
-        for queue, ids in by_queue.items():
+        for name, ids in by_queue.items():
             for batch in _batches(ids, chunk, suspects):
                 deliver.apply_async(
                     args=(lease_id, batch),
-                    queue=queue,
+                    queue=name,
                     producer=producer,
                     # Celery's saferepr of 50 ids costs more than the publish itself.
                     argsrepr=f"('{lease_id}', [{batch[0]}..{batch[-1]}] ({len(batch)} ids))",
                 )
+
+
+def _queue_of(handler_name: str) -> str:
+    try:
+        return get_handler(handler_name).queue
+    except UnknownHandler:
+        return "events"  # the worker retries it until code that knows it runs there
 
 
 def _batches(ids: list[int], size: int, suspects: Collection[int]) -> list[list[int]]:
@@ -248,13 +251,39 @@ def _dispatch_queue() -> queue.SimpleQueue:
 
 def _dispatch_forever(pending: queue.SimpleQueue) -> None:
     while True:
-        handed = [pending.get()]
-        while not pending.empty():
-            handed.append(pending.get_nowait())
+        handed = _taken(pending, [pending.get()])
+        if None not in handed and _workers_behind(handed):
+            # Messages wait in the broker anyway: gather more commits into each one.
+            time.sleep(settings.OUTBOX_DISPATCH_LINGER_SECONDS)
+            handed = _taken(pending, handed)
         if None in handed:  # the process is exiting (`_dispatch_flush`)
             _dispatch_batch([item for item in handed if item is not None])
             return
         _dispatch_batch(handed)
+
+
+def _taken(pending: queue.SimpleQueue, handed: list) -> list:
+    """`handed` plus whatever else is waiting, without blocking."""
+    while not pending.empty():
+        handed.append(pending.get_nowait())
+    return handed
+
+
+def _workers_behind(handed: list[tuple[str, list[tuple[int, str]]]]) -> bool:
+    """Whether a queue these deliveries go to still holds messages no worker has taken."""
+    from shopflow.celery import app
+
+    if not settings.OUTBOX_DISPATCH_LINGER_SECONDS:
+        return False
+    queues = {_queue_of(handler) for _, rows in handed for _, handler in rows}
+    try:
+        with app.producer_or_acquire() as producer:
+            return any(
+                producer.channel.queue_declare(queue=name, passive=True).message_count
+                for name in queues
+            )
+    except Exception:  # no linger then; the publish that follows reports a broker error
+        return False
 
 
 def _dispatch_batch(handed: list[tuple[str, list[tuple[int, str]]]]) -> None:
