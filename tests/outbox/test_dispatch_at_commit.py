@@ -172,3 +172,39 @@ def test_per_aggregate_order_holds_with_direct_dispatch_under_two_workers(start_
     for handler in HANDLERS:
         assert seqs_by_aggregate(handler) == {f"agg{a}": list(range(1, 9)) for a in range(4)}
     assert effect_counts() == expected_effects(rows), f"seed={seed}"
+
+
+def test_while_workers_are_behind_the_dispatcher_gathers_commits_into_one_message(
+    monkeypatch, settings, redis_client
+):
+    # given: a message nobody has taken yet waits in the handlers' queue
+    settings.OUTBOX_DISPATCH_LINGER_SECONDS = 0.5
+    published = []
+    monkeypatch.setattr(relay, "deliveries_publish", lambda lease, rows: published.append(rows))
+    redis_client.delete("events")
+    redis_client.lpush("events", "an untaken message")
+    try:
+        # when: three transactions commit within the linger
+        rows = probes_record(ProbeHappened(aggregate=f"a{i}", seq=1) for i in range(3))
+        # then: one publish carries all six deliveries
+        assert wait_until(lambda: sum(len(batch) for batch in published) == 6, timeout=5)
+        assert len(published) == 1
+        assert {pk for pk, _ in published[0]} == set(
+            Delivery.objects.filter(event__in=rows).values_list("id", flat=True)
+        )
+    finally:
+        redis_client.delete("events")
+
+
+def test_with_idle_workers_each_commit_is_published_at_once(monkeypatch, settings, redis_client):
+    # given: an empty queue
+    settings.OUTBOX_DISPATCH_LINGER_SECONDS = 0.5
+    published = []
+    monkeypatch.setattr(relay, "deliveries_publish", lambda lease, rows: published.append(rows))
+    redis_client.delete("events")
+    # when
+    started = time.monotonic()
+    probes_record([ProbeHappened(aggregate="a", seq=1)])
+    # then: published without lingering
+    assert wait_until(lambda: len(published) == 1, timeout=5)
+    assert time.monotonic() - started < 0.4
