@@ -36,6 +36,15 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", 2))
 ROUNDS_BUDGET = float(os.environ.get("BENCH_ROUNDS_BUDGET", 60))
 LATENCY_EVENTS = int(os.environ.get("BENCH_LATENCY_EVENTS", 1_000))
 LATENCY_RATE = float(os.environ.get("BENCH_LATENCY_RATE", 100.0))
+# The peer-shaped run (bench/peer_run.py): ShopFlow beside procrastinate 3.10.
+PEER_SIZES = {
+    "events": float(os.environ.get("BENCH_PEER_EVENTS", 2_000)),
+    "latency_events": float(os.environ.get("BENCH_PEER_LATENCY_EVENTS", 1_000)),
+    "rate": float(os.environ.get("BENCH_PEER_RATE", 100.0)),
+    "rounds": float(os.environ.get("BENCH_PEER_ROUNDS", 2)),
+}
+# Only the peer-shaped run (its keys alone), for a quick look while changing the event path.
+PEER_ONLY = os.environ.get("BENCH_PEER_ONLY", "") not in ("", "0")
 
 
 def _environment() -> dict[str, str]:
@@ -124,6 +133,9 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     began = time.monotonic()
     machine = _machine()
+    if PEER_ONLY:
+        _print_and_dump(_peer(env), began, machine)
+        return
     before = scenarios.round_trips_ms()
     relay = scenarios.relay_throughput(RELAY_EVENTS)
     measured = _measure_with_workers(env)
@@ -154,6 +166,7 @@ def main() -> None:
         "raw_celery_runs": [round(run.per_second) for run in measured["raw"]],
         # Runs the 60 s timeout cut short: their rate covers only what was done.
         "runs_cut_short": sum(not run.finished for run in measured["e2e"] + measured["raw"]),
+        **_peer(env),
         "relay_cpu_ms_per_event": round(relay.relay_cpu_ms, 3),
         "relay_events": relay.events,
         "relay_messages": relay.messages,
@@ -170,7 +183,38 @@ def main() -> None:
         "seconds": round(time.monotonic() - began),
     }
     _print_table(result)
+    _print_peer_table(result)
     print(json.dumps(result))
+
+
+def _peer(env: dict[str, str]) -> dict[str, object]:
+    from bench.peer_run import side_by_side
+
+    return side_by_side(env, PEER_SIZES)
+
+
+def _print_and_dump(result: dict[str, object], began: float, machine: dict[str, object]) -> None:
+    result = {**result, **machine, "load_avg_at_end": round(os.getloadavg()[0], 2),
+              "seconds": round(time.monotonic() - began)}  # fmt: skip
+    _print_peer_table(result)
+    print(json.dumps(result))
+
+
+def _print_peer_table(r: dict[str, object]) -> None:
+    """ShopFlow beside procrastinate, and the issue's goals for the ratios."""
+    print(f"{'peer-shaped run':32} {'ShopFlow':>10} {'procrast.':>10}  ratio (goal)")
+    rows = [
+        ("e2e events/s", "e2e_events_per_s", "peer_e2e_ratio", ">= 1.5"),
+        ("latency p50 (ms) at rate", "latency_p50_ms", "peer_latency_p50_ratio", "<= 1"),
+        ("latency p99 (ms) at rate", "latency_p99_ms", "peer_latency_p99_ratio", "<= 2"),
+        ("producer commits/s", "producer_commits_per_s", "producer_ratio", ">= 0.8"),
+        ("worker CPU ms per event", "worker_cpu_ms_per_event", None, ""),
+        ("PostgreSQL CPU ms per event", "postgres_cpu_ms_per_event", None, ""),
+    ]
+    for name, key, ratio, goal in rows:
+        ours, theirs = r[f"peer_shopflow_{key}"], r[f"peer_procrastinate_{key}"]
+        note = f"x{r[ratio]} ({goal})" if ratio else ""
+        print(f"{name:32} {ours!s:>10} {theirs!s:>10}  {note}")
 
 
 def _print_table(r: dict[str, object]) -> None:

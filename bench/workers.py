@@ -14,13 +14,23 @@ ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / "var" / "bench"
 
 
-class CeleryProcess:
-    """One celery subprocess whose output goes to a log file under var/bench/."""
+CELERY = ("celery", "-A", "shopflow")
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], ready: str) -> None:
+
+class CeleryProcess:
+    """One celery (or other `python -m` program) subprocess, its output in var/bench/."""
+
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        ready: str,
+        program: tuple[str, ...] = CELERY,
+    ) -> None:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.log = LOG_DIR / f"{name}.log"
-        cmd = [sys.executable, "-m", "celery", "-A", "shopflow", *args]
+        cmd = [sys.executable, "-m", *program, *args]
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT
         )
@@ -74,6 +84,13 @@ def beat_start(env: dict[str, str], name: str = "beat") -> CeleryProcess:
     schedule = Path(tempfile.mkdtemp(prefix="shopflow-bench-")) / "celerybeat-schedule"
     args = ["beat", "--loglevel", "INFO", "--schedule", str(schedule)]
     return CeleryProcess(name, args, env, ready="beat: Starting")
+
+
+def peer_worker_start(env: dict[str, str], concurrency: int = 2) -> CeleryProcess:
+    """procrastinate's worker on the peer's queue, at INFO as ShopFlow's worker logs."""
+    program = ("procrastinate", "--app", "bench.peer.app", "--log-level", "info")
+    args = ["worker", "--concurrency", str(concurrency), "--name", f"bench-peer-{os.getpid()}"]
+    return CeleryProcess("outbox-peer-worker", args, env, "Starting worker", program)
 
 
 def process_cpu_seconds(pid: int) -> float:

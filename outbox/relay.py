@@ -8,7 +8,11 @@ expires instead of after Redis' visibility timeout (celery#5508, #4984).
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import queue
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -188,22 +192,25 @@ def deliveries_publish(
 
     by_queue: dict[str, list[int]] = defaultdict(list)
     for pk, handler_name in rows:
-        try:
-            queue = get_handler(handler_name).queue
-        except UnknownHandler:
-            queue = "events"  # the worker retries it until code that knows it runs there
-        by_queue[queue].append(pk)
+        by_queue[_queue_of(handler_name)].append(pk)
     chunk = settings.OUTBOX_CHUNK_SIZE
     with app.producer_or_acquire() as producer:
-        for queue, ids in by_queue.items():
+        for name, ids in by_queue.items():
             for batch in _batches(ids, chunk, suspects):
                 deliver.apply_async(
                     args=(lease_id, batch),
-                    queue=queue,
+                    queue=name,
                     producer=producer,
                     # Celery's saferepr of 50 ids costs more than the publish itself.
                     argsrepr=f"('{lease_id}', [{batch[0]}..{batch[-1]}] ({len(batch)} ids))",
                 )
+
+
+def _queue_of(handler_name: str) -> str:
+    try:
+        return get_handler(handler_name).queue
+    except UnknownHandler:
+        return "events"  # the worker retries it until code that knows it runs there
 
 
 def _batches(ids: list[int], size: int, suspects: Collection[int]) -> list[list[int]]:
@@ -211,6 +218,113 @@ def _batches(ids: list[int], size: int, suspects: Collection[int]) -> list[list[
     innocent = [pk for pk in ids if pk not in suspects]
     chunks = [innocent[start : start + size] for start in range(0, len(innocent), size)]
     return chunks + [[pk] for pk in ids if pk in suspects]
+
+
+def deliveries_dispatch(lease_id: str, rows: list[tuple[int, str]]) -> None:
+    """Hand deliveries a transaction leased to itself to this process's dispatcher, on commit.
+
+    The dispatcher is a thread: the committing thread goes on at once, and what
+    several commits hand over while it publishes goes out together, one message
+    per queue per chunk, so a busy producer costs the workers fewer messages.
+    """
+    _dispatch_queue().put((lease_id, rows))
+
+
+_dispatcher: tuple[int, queue.SimpleQueue] | None = None  # (pid, its queue)
+_dispatcher_lock = threading.Lock()
+
+
+def _dispatch_queue() -> queue.SimpleQueue:
+    """This process's dispatcher queue, its thread started on first use (again after a fork)."""
+    global _dispatcher
+    with _dispatcher_lock:
+        if _dispatcher is None or _dispatcher[0] != os.getpid():
+            pending: queue.SimpleQueue = queue.SimpleQueue()
+            thread = threading.Thread(
+                target=_dispatch_forever, args=(pending,), name="outbox-dispatch", daemon=True
+            )
+            thread.start()
+            atexit.register(_dispatch_flush, pending, thread)
+            _dispatcher = (os.getpid(), pending)
+        return _dispatcher[1]
+
+
+def _dispatch_forever(pending: queue.SimpleQueue) -> None:
+    while True:
+        handed = _taken(pending, [pending.get()])
+        if None not in handed and _workers_behind(handed):
+            # Messages wait in the broker anyway: gather more commits into each one.
+            time.sleep(settings.OUTBOX_DISPATCH_LINGER_SECONDS)
+            handed = _taken(pending, handed)
+        if None in handed:  # the process is exiting (`_dispatch_flush`)
+            _dispatch_batch([item for item in handed if item is not None])
+            return
+        _dispatch_batch(handed)
+
+
+def _taken(pending: queue.SimpleQueue, handed: list) -> list:
+    """`handed` plus whatever else is waiting, without blocking."""
+    while not pending.empty():
+        handed.append(pending.get_nowait())
+    return handed
+
+
+def _workers_behind(handed: list[tuple[str, list[tuple[int, str]]]]) -> bool:
+    """Whether a queue these deliveries go to still holds messages no worker has taken."""
+    from shopflow.celery import app
+
+    if not settings.OUTBOX_DISPATCH_LINGER_SECONDS:
+        return False
+    queues = {_queue_of(handler) for _, rows in handed for _, handler in rows}
+    try:
+        with app.producer_or_acquire() as producer:
+            return any(
+                producer.channel.queue_declare(queue=name, passive=True).message_count
+                for name in queues
+            )
+    except Exception:  # no linger then; the publish that follows reports a broker error
+        return False
+
+
+def _dispatch_batch(handed: list[tuple[str, list[tuple[int, str]]]]) -> None:
+    """Publish what commits handed over; on a broker error, hand the leases back to the drain.
+
+    Merging claims is safe for the order of an aggregate: a delivery is only
+    leased at commit when no earlier one of its (handler, aggregate) is
+    unfinished, so no two of them are ever in flight together. The message
+    names the first lease; workers do not rely on it (`deliveries_process`).
+    """
+    if not handed:
+        return
+    rows = sorted(row for _, claimed in handed for row in claimed)
+    try:
+        deliveries_publish(handed[0][0], rows)
+    except Exception:
+        logger.warning("dispatch at commit failed; the drain sends them", exc_info=True)
+        for lease_id, claimed in handed:
+            _lease_return(lease_id, [pk for pk, _ in claimed])
+    RELAY_CLAIMED.inc(len(rows))
+
+
+def _dispatch_flush(pending: queue.SimpleQueue, thread: threading.Thread) -> None:
+    """At exit, publish what is still handed over (else it waits for its lease to expire)."""
+    pending.put(None)
+    thread.join(timeout=5)
+
+
+def _lease_return(lease_id: str, ids: list[int]) -> None:
+    """Make unpublished deliveries claimable again at once (only under this lease)."""
+    try:
+        Delivery.objects.filter(
+            id__in=ids,
+            status=Delivery.Status.PENDING,
+            lease_id=lease_id,
+            started_lease_id__isnull=True,
+        ).update(lease_id=None, lease_expires_at=None)
+    except Exception:
+        logger.warning("returning a dispatch lease failed; it expires instead", exc_info=True)
+    finally:
+        connection.close()  # the dispatcher thread's own connection; it is seldom needed
 
 
 def successors_relay(keys: Collection[tuple[str, str]]) -> int:

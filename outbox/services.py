@@ -6,7 +6,9 @@ import contextvars
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import connection, models, transaction
@@ -65,6 +67,9 @@ def events_record(events: Iterable[DomainEvent]) -> list[OutboxEvent]:
     out a delivery while an earlier one of its aggregate is uncommitted. Within
     a call, ids follow the order of `events` (`INSERT … SELECT … ORDER BY`).
     tests/sagas/test_aggregate_locks.py checks the writers.
+
+    On PostgreSQL the deliveries the relay could claim right away are leased
+    to this transaction and published when it commits (`_dispatch_on_commit`).
     """
     events = list(events)
     if not events:
@@ -86,25 +91,11 @@ def events_record(events: Iterable[DomainEvent]) -> list[OutboxEvent]:
             )
         )
     if connection.vendor == "postgresql":
-        _insert_in_one_statement(rows)
+        leased = _insert_in_one_statement(rows, lease_id=_dispatch_lease())
     else:
-        # The database's clock (shopflow.clock): SQLite runs in this process.
-        now = timezone.now()
-        for row in rows:
-            row.occurred_at = now
-        OutboxEvent.objects.bulk_create(rows)
-        Delivery.objects.bulk_create(
-            Delivery(
-                event=row,
-                handler=handler.name,
-                aggregate_key=f"{row.aggregate_type}:{row.aggregate_id}",
-                next_attempt_at=now,
-            )
-            for row in rows
-            for handler in handlers_for(row.type)
-        )
+        leased = _insert_with_orm(rows)
     events_recorded.send(sender=OutboxEvent, rows=rows)
-    _wake_relay_on_commit()
+    _dispatch_on_commit(leased)
     return rows
 
 
@@ -114,7 +105,44 @@ _EVENT_FIELDS = ("event_id", "type", "version", "aggregate_type", "aggregate_id"
 _EVENT_TIMES = ", statement_timestamp(), statement_timestamp()"
 
 
-def _insert_in_one_statement(rows: list[OutboxEvent]) -> None:
+@dataclass(frozen=True)
+class _Leased:
+    """Deliveries a recording transaction leased to itself, and whether others wait."""
+
+    lease_id: uuid.UUID | None
+    rows: list[tuple[int, str]]  # (id, handler), in id order
+    # Some deliveries wait for an earlier one of their aggregate recorded elsewhere:
+    # its worker may have looked for successors before this commit, so wake a drain.
+    undispatched: bool
+
+
+def _insert_with_orm(rows: list[OutboxEvent]) -> _Leased:
+    """The embedded SQLite default: two bulk_creates; a drain, woken at commit, delivers."""
+    now = timezone.now()  # the database's clock (shopflow.clock): SQLite runs in this process
+    for row in rows:
+        row.occurred_at = now
+    OutboxEvent.objects.bulk_create(rows)
+    Delivery.objects.bulk_create(
+        Delivery(
+            event=row,
+            handler=handler.name,
+            aggregate_key=f"{row.aggregate_type}:{row.aggregate_id}",
+            next_attempt_at=now,
+        )
+        for row in rows
+        for handler in handlers_for(row.type)
+    )
+    return _Leased(None, [], undispatched=True)
+
+
+def _dispatch_lease() -> uuid.UUID | None:
+    """A lease for this call's deliveries when they are to be dispatched at commit."""
+    if settings.OUTBOX_WAKE_ON_COMMIT and settings.OUTBOX_DISPATCH_ON_COMMIT:
+        return uuid.uuid4()
+    return None
+
+
+def _insert_in_one_statement(rows: list[OutboxEvent], *, lease_id: uuid.UUID | None) -> _Leased:
     """INSERT the events and their deliveries in one round trip, as two bulk_creates would.
 
     Ids follow the order of `rows`, then of each event's handlers by name, as
@@ -123,25 +151,46 @@ def _insert_in_one_statement(rows: list[OutboxEvent]) -> None:
     event occurred. Sets each row's id, `occurred_at` and `created_at` and marks
     it saved. (bulk_create costs ~1 ms of Python per call, more than PostgreSQL
     takes for the statement.)
+
+    With a `lease_id`, a delivery is leased in the same statement when it is
+    the first of its (handler, aggregate) in this call and no earlier delivery
+    of that pair is unfinished: exactly the relay's claim rule. The caller
+    holds the aggregate's lock (see `events_record`), so no earlier delivery
+    of it can be uncommitted, and the check made here is the one a claim after
+    commit would make.
     """
     params = [_db_value(OutboxEvent, name, getattr(row, name)) for row in rows
               for name in _EVENT_FIELDS]  # fmt: skip
     sql = _INSERT_EVENTS.format(rows=_values(len(rows), len(_EVENT_FIELDS), _EVENT_TIMES))
     deliveries = [(row, handler.name) for row in rows for handler in handlers_for(row.type)]
-    if deliveries:
-        params.append(Delivery.Status.PENDING)
+    if not deliveries:
+        sql += " SELECT event_id, id, occurred_at, NULL, NULL FROM event"
+    else:
+        lease = _db_value(Delivery, "lease_id", lease_id)
+        params += [Delivery.Status.PENDING, lease, lease, float(settings.OUTBOX_LEASE_SECONDS),
+                   lease_id is not None, Delivery.Status.DONE]  # fmt: skip
         for position, (row, handler) in enumerate(deliveries):
             aggregate_key = f"{row.aggregate_type}:{row.aggregate_id}"
             params += [_db_value(OutboxEvent, "event_id", row.event_id), handler, aggregate_key,
                        position]  # fmt: skip
-        sql += _INSERT_DELIVERIES.format(rows=_values(len(deliveries), 4))
+        sql += _INSERT_DELIVERIES.format(rows=_values(len(deliveries), 4)) + _SELECT_LEASED
     with connection.cursor() as cursor:
-        cursor.execute(sql + " SELECT event_id, id, occurred_at FROM event", params)
-        saved = {event_id: (pk, occurred_at) for event_id, pk, occurred_at in cursor.fetchall()}
+        cursor.execute(sql, params)
+        saved = {event_id: row for event_id, *row in cursor.fetchall()}
+    leased: list[tuple[int, str]] = []
+    sent_on: set[tuple[str, str]] = set()  # (handler, aggregate key) pairs leased here
     for row in rows:
-        row.pk, row.occurred_at = saved[row.event_id]
+        row.pk, row.occurred_at, ids, handlers = saved[row.event_id]
         row.created_at = row.occurred_at
         row._state.adding, row._state.db = False, connection.alias
+        leased += zip(ids or (), handlers or (), strict=True)
+        sent_on |= {
+            (handler, f"{row.aggregate_type}:{row.aggregate_id}") for handler in handlers or ()
+        }
+    # A delivery behind one leased here is sent on by the worker that finishes that one.
+    waiting = any((handler, f"{row.aggregate_type}:{row.aggregate_id}") not in sent_on
+                  for row, handler in deliveries)  # fmt: skip
+    return _Leased(lease_id, sorted(leased), undispatched=waiting)
 
 
 def _db_value(model: type[models.Model], name: str, value: object) -> object:
@@ -159,17 +208,56 @@ WITH event AS (
     VALUES {{rows}}
     RETURNING id, event_id, occurred_at
 )"""
-# A data-modifying CTE runs whether or not the query reads it.
+# A data-modifying CTE runs whether or not the query reads it. `first`: the relay's
+# claim rule, checked at insert (see `_insert_in_one_statement`); the statement does
+# not see its own rows, hence the row_number() among this call's deliveries.
 _INSERT_DELIVERIES = f""", delivery AS (
     INSERT INTO {Delivery._meta.db_table}
         (event_id, handler, aggregate_key, status, attempts, next_attempt_at,
-         last_error, last_traceback, created_at)
+         last_error, last_traceback, created_at, lease_id, lease_expires_at)
     SELECT event.id, d.handler, d.aggregate_key, %s, 0, event.occurred_at, '', '',
-        event.occurred_at
-    FROM (VALUES {{rows}}) AS d (event_uuid, handler, aggregate_key, position)
+        event.occurred_at, CASE WHEN d.first THEN %s::uuid END,
+        CASE WHEN d.first AND %s::uuid IS NOT NULL
+             THEN statement_timestamp() + make_interval(secs => %s) END
+    FROM (
+        SELECT v.*, row_number() OVER (
+                PARTITION BY v.handler, v.aggregate_key ORDER BY v.position) = 1
+            AND %s AND NOT EXISTS (
+                SELECT 1 FROM {Delivery._meta.db_table} e
+                WHERE e.handler = v.handler AND e.aggregate_key = v.aggregate_key
+                  AND e.status <> %s) AS first
+        FROM (VALUES {{rows}}) AS v (event_uuid, handler, aggregate_key, position)
+    ) AS d
     JOIN event ON event.event_id = d.event_uuid
     ORDER BY d.position
+    RETURNING id, event_id, handler, lease_id IS NOT NULL AS leased
 )"""
+# Each event with the deliveries leased to this transaction.
+_SELECT_LEASED = """
+SELECT event.event_id, event.id, event.occurred_at, leased.ids, leased.handlers
+FROM event LEFT JOIN LATERAL (
+    SELECT array_agg(delivery.id ORDER BY delivery.id) AS ids,
+        array_agg(delivery.handler ORDER BY delivery.id) AS handlers
+    FROM delivery WHERE delivery.event_id = event.id AND delivery.leased
+) AS leased ON true"""
+
+
+def _dispatch_on_commit(leased: _Leased) -> None:
+    """After commit, publish what this call leased and nudge the relay for the rest.
+
+    Direct dispatch is the relay's nudge made precise (STYLE rule 3): the
+    deliveries are already leased, so the hook only publishes them, one broker
+    hop from commit to handler. What it does not reach (the process dies first,
+    the broker is down) is claimed again by a drain when the lease expires.
+    Deliveries waiting for an earlier one of their aggregate are sent on by
+    the worker that finishes it, or by the drain this wakes up.
+    """
+    if leased.rows:
+        from outbox.relay import deliveries_dispatch
+
+        transaction.on_commit(partial(deliveries_dispatch, str(leased.lease_id), leased.rows))
+    if leased.undispatched:
+        _wake_relay_on_commit()
 
 
 def _wake_relay_on_commit() -> None:

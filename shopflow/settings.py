@@ -226,6 +226,12 @@ CACHES = {
 OUTBOX_POLL_INTERVAL = env.float("OUTBOX_POLL_INTERVAL", default=1.0)
 # Wake the relay when a transaction that wrote events commits (off = polling only).
 OUTBOX_WAKE_ON_COMMIT = env.bool("OUTBOX_WAKE_ON_COMMIT", default=True)
+# With the above on, deliveries a transaction records are leased to it and published to
+# their handlers' queues when it commits (one broker hop); off, the commit wakes a drain.
+OUTBOX_DISPATCH_ON_COMMIT = env.bool("OUTBOX_DISPATCH_ON_COMMIT", default=True)
+# Seconds the dispatcher waits to gather more commits into one message while a handler
+# queue still holds messages no worker has taken (busy workers: fewer, fuller messages).
+OUTBOX_DISPATCH_LINGER_SECONDS = env.float("OUTBOX_DISPATCH_LINGER_SECONDS", default=0.02)
 # Deliveries claimed per relay round trip.
 OUTBOX_BATCH_SIZE = env.int("OUTBOX_BATCH_SIZE", default=500)
 # Deliveries per Celery message; smaller spreads a batch over more worker processes.

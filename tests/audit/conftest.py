@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import override_settings
@@ -43,6 +44,8 @@ class InProcessShop:
         self.advances: deque[str] = deque()
         monkeypatch.setattr(tasks.advance_saga, "apply_async", self._queue_advance)
         monkeypatch.setattr(relay, "relay_wake", lambda: None)
+        # Commits publish nothing either: deliveries wait, unleased, for this harness's claims.
+        monkeypatch.setattr(settings, "OUTBOX_DISPATCH_ON_COMMIT", False)
         monkeypatch.setattr(relay, "successors_relay", lambda keys: 0)
         self.customer = get_user_model().objects.create_user("ada", "ada@example.com", "pw-123456!")
 

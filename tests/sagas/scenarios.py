@@ -185,6 +185,8 @@ class InProcessSaga:
         self.advances: deque[str] = deque()
         monkeypatch.setattr(tasks.advance_saga, "apply_async", self._queue_advance)
         monkeypatch.setattr(relay, "relay_wake", lambda: None)
+        # Commits publish nothing either: deliveries wait, unleased, for this harness's claims.
+        monkeypatch.setattr(settings, "OUTBOX_DISPATCH_ON_COMMIT", False)
         monkeypatch.setattr(relay, "successors_relay", lambda keys: 0)
 
     def _queue_advance(self, args: tuple = (), kwargs: dict | None = None, **options: Any) -> None:
