@@ -67,6 +67,8 @@ class _Held:
     now: datetime
     # Steps claimed or recorded in this transaction: saved once, before commit.
     changed: set[int] = field(default_factory=set)
+    # The saga's and the steps' fields as read, so that only what changed is written.
+    read: dict[int | None, dict[str, Any]] = field(default_factory=dict)
 
 
 def saga_advance(saga_id: UUID, *, moves: int = 1) -> None:
@@ -126,30 +128,41 @@ def _lock(saga_id: UUID) -> _Held | None:
     for step in rows:
         step.saga = saga  # one instance, as `saga.steps` would share
     definition = get_definition(saga.definition)
-    return _Held(saga, definition, {step.index: step for step in rows}, rows[0].db_now)
+    held = _Held(saga, definition, {step.index: step for step in rows}, rows[0].db_now)
+    held.read = {None: _fields(saga, _SAGA_FIELDS)}
+    held.read.update((step.index, _fields(step, _STEP_FIELDS)) for step in rows)
+    return held
 
 
-def _save(held: _Held, before: dict[str, Any] | None) -> None:
-    """Write what this transaction changed: the steps, then the saga's changed fields.
+def _save(held: _Held, *, touch: bool) -> None:
+    """Write the fields this transaction changed: the claimed or recorded steps', the saga's.
 
-    `before` is the saga as locked (`_snapshot`); None saves its fields whether or not
-    they changed, as recording a move does (the watchdog reads `updated_at`).
+    With `touch`, the saga's `updated_at` is written even if nothing else of it
+    changed, as recording a move does (the watchdog reads it).
     """
     for index in sorted(held.changed):
-        held.steps[index].save()
+        step = held.steps[index]
+        step.save(update_fields=_changed(step, held.read[index]))
     saga = held.saga
-    fields = [f for f in _SAGA_FIELDS if before is None or getattr(saga, f) != before[f]]
-    if fields or before is None:
+    fields = _changed(saga, held.read[None])
+    if fields or touch:
         saga.save(update_fields=[*fields, "updated_at"])
 
 
-# The saga's fields the engine writes.
+# The fields the engine writes, of the saga and of a step.
 _SAGA_FIELDS = ("status", "current_step", "cancel_requested", "failure_reason", "last_error",
                 "wake_at", "finished_at")  # fmt: skip
+_STEP_FIELDS = ("status", "attempts", "compensation_attempts", "fence", "result", "last_error",
+                "in_doubt", "next_attempt_at", "lease_expires_at", "started_at", "finished_at",
+                "compensated_at")  # fmt: skip
 
 
-def _snapshot(saga: Saga) -> dict[str, Any]:
-    return {f: getattr(saga, f) for f in _SAGA_FIELDS}
+def _fields(instance: Saga | SagaStep, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: getattr(instance, name) for name in names}
+
+
+def _changed(instance: Saga | SagaStep, read: dict[str, Any]) -> list[str]:
+    return [name for name, value in read.items() if getattr(instance, name) != value]
 
 
 def _lease(now: datetime) -> datetime:
@@ -171,9 +184,8 @@ def _claim(saga_id: UUID) -> Move | None:
         held = _lock(saga_id)
         if held is None or held.saga.status not in Saga.ACTIVE:
             return None
-        before = _snapshot(held.saga)
         move = _claim_held(held)
-        _save(held, before)  # a duplicate that finds the step busy writes nothing
+        _save(held, touch=False)  # a duplicate that finds the step busy writes nothing
         return move
 
 
@@ -330,7 +342,7 @@ def _record(move: Move, outcome: Outcome, *, claim_next: bool = False) -> Move |
             else:
                 delay = _record_action(held, step, outcome)
             next_move = _after(held, delay, claim_next=claim_next)
-            _save(held, None)
+            _save(held, touch=True)
     if reconcile:
         _reconcile(move)
     return next_move
