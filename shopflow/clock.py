@@ -23,7 +23,8 @@ from django.db.models.sql import Query
 def db_now() -> datetime:
     """The database's current time, as a value, where no query is at hand to ask in."""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {db_now_sql()}")
+        # Empty params, not none: the SQL's `%` is escaped for them (SQLite's strftime).
+        cursor.execute(f"SELECT {db_now_sql()}", ())
         value = cursor.fetchone()[0]
     if isinstance(value, str):  # SQLite answers in text, in UTC
         return datetime.fromisoformat(value).replace(tzinfo=UTC)
