@@ -5,18 +5,28 @@ the Procfile runs them. Orders are posted at a steady rate (open loop, from
 bench/loadgen.py in its own process); a saga's duration is from
 `Order.created_at` to the `occurred_at` of its `order.confirmed` timeline entry.
 
-Three phases, each with freshly started processes and empty tables:
+Four phases, each with freshly started processes and empty tables:
 
-1. goal: `--rate` orders/s (100) for `--seconds` (60), relay woken on commit.
-   `orders_per_s` is the sagas confirmed over the time from the first placement
-   to the last confirmation: the offered rate when the machine keeps up, its
-   capacity when not. Saga percentiles cover every order placed; one still
-   unfinished when `--settle` runs out counts as slower than all (`null` if a
-   percentile is one).
-2. and 3. latency at a rate the machine sustains (half the goal phase's
-   throughput, at most `--rate`), first woken on commit, then with
+1. saturation: `--rate` orders/s (100) for `--seconds` (30), relay woken on
+   commit. `confirmed_orders_per_s_at_saturation` is the sagas confirmed over
+   the time from the first placement to the last confirmation: the offered
+   rate when the machine keeps up, its capacity when not.
+2. cost: `--cost-rate` orders/s (5) for `--cost-seconds` (20), waiting up to
+   `--cost-settle` (90 s) until every saga has finished, so that the cost per
+   confirmed order covers whole sagas: CPU of web, worker, beat and their
+   PostgreSQL backends (what 5 s with no order cost taken out), SQL
+   statements and Celery tasks (counted in each process by `bench.counting`,
+   installed only by `bench.saga_settings`). `two_idle_cores_orders_per_s` =
+   2000 ms / `cpu_ms_per_confirmed_order`.
+3. goal: `--latency-rate` orders/s (20, the goal's rate) for
+   `--latency-seconds` (15), woken on commit: `saga_p50_ms` and `saga_p99_ms`
+   cover every order placed, one still unfinished when `--settle` (30 s) runs
+   out counting as slower than all (`null` if a percentile is one).
+4. polling: the cost phase's rate for `--polling-seconds` (10) with
    OUTBOX_WAKE_ON_COMMIT=false (beat's polling alone): `ratio_vs_polling_only`
-   is the polling phase's saga p50 over the woken one's, at the same rate.
+   is its saga p50 over the cost phase's (woken, same rate).
+
+The sandboxes run without their delays (PAYMENT_/SHIPPING_SANDBOX_DELAY_SECONDS=0).
 
 Prints a table, then one JSON line (the last line).
 """
@@ -47,13 +57,21 @@ KOMBU_KEYS = ("unacked", "unacked_index", "unacked_mutex")
 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=60.0, help="goal phase placement time")
-    parser.add_argument("--rate", type=float, default=100.0, help="goal phase orders/s")
+    parser.add_argument("--seconds", type=float, default=30.0, help="saturation placement time")
+    parser.add_argument("--rate", type=float, default=100.0, help="saturation orders/s")
+    parser.add_argument("--cost-rate", type=float, default=5.0, help="cost phase orders/s")
+    parser.add_argument("--cost-seconds", type=float, default=20.0, help="cost phase time")
     parser.add_argument(
-        "--latency-seconds", type=float, default=15.0, help="placement time of phases 2 and 3"
+        "--cost-settle", type=float, default=90.0, help="max wait for the cost phase's sagas"
     )
     parser.add_argument(
-        "--latency-rate", type=float, default=0.0, help="orders/s of phases 2 and 3 (0: auto)"
+        "--latency-seconds", type=float, default=15.0, help="placement time of the goal phase"
+    )
+    parser.add_argument(
+        "--latency-rate", type=float, default=20.0, help="orders/s of phases 2 and 3"
+    )
+    parser.add_argument(
+        "--polling-seconds", type=float, default=10.0, help="placement time of phase 3"
     )
     parser.add_argument("--settle", type=float, default=30.0, help="max wait for sagas, seconds")
     # As the Procfile: on 2 cores the sagas are CPU-bound well before 2 processes' waits bind.
@@ -84,6 +102,8 @@ class Phase:
     settle_seconds: float
     # Per confirmed order, the idle cost subtracted; meaningful when none is unfinished.
     cpu_ms_per_order: dict[str, float]
+    # Statements and tasks per confirmed order (idle share subtracted), by counter name.
+    counts_per_order: dict[str, float]
 
     def saga(self, fraction: float) -> float | None:
         """Nearest-rank percentile over every order; None when it falls on an unfinished one."""
@@ -141,10 +161,12 @@ def _reset() -> None:
 
 
 def run_phase(name: str, args: argparse.Namespace, *, wake: bool, rate: float, seconds: float,
-              tokens: list[str], bodies: list[dict]) -> Phase:  # fmt: skip
+              tokens: list[str], bodies: list[dict],
+              settle: float | None = None) -> Phase:  # fmt: skip
     """Start web, worker and beat with the relay's wake-up on or off; place; wait; measure."""
     from django.db.models import Count
 
+    from bench.counting import counters
     from bench.cpu import CpuMeter
     from bench.web import Gunicorn, load_run
     from bench.workers import beat_start, worker_start
@@ -152,10 +174,12 @@ def run_phase(name: str, args: argparse.Namespace, *, wake: bool, rate: float, s
 
     _reset()
     env = {**os.environ, "OUTBOX_WAKE_ON_COMMIT": "true" if wake else "false"}
-    worker = worker_start(env, concurrency=args.concurrency, name=f"saga-worker-{name}")
-    beat = beat_start(env, name=f"saga-beat-{name}")
+    worker = worker_start({**env, "BENCH_PROCESS_KIND": "worker"}, concurrency=args.concurrency,
+                          name=f"saga-worker-{name}")  # fmt: skip
+    beat = beat_start({**env, "BENCH_PROCESS_KIND": "beat"}, name=f"saga-beat-{name}")
     try:
-        web = Gunicorn(env, workers=args.web_workers, threads=args.threads, name=f"saga-web-{name}")
+        web = Gunicorn({**env, "BENCH_PROCESS_KIND": "web"}, workers=args.web_workers,
+                       threads=args.threads, name=f"saga-web-{name}")  # fmt: skip
     except BaseException:
         beat.stop()
         worker.stop()
@@ -168,22 +192,26 @@ def run_phase(name: str, args: argparse.Namespace, *, wake: bool, rate: float, s
         processes = {"web": web.proc.pid, "worker": worker.proc.pid, "beat": beat.proc.pid}
         # What beat's polls and the watchdog cost with no order at all, per second.
         idle = CpuMeter(**processes).start()
+        counters.reset()
         time.sleep(IDLE_SECONDS)
         idle_per_s = {name: used / IDLE_SECONDS for name, used in idle.stop().items()}
+        idle_counts = counters.read()
         _log(f"{name}: placing {rate:.0f} orders/s for {seconds:g} s")
+        counters.reset()
         meter = CpuMeter(**processes).start()
         began = time.time()
         load = load_run(web.port, ORDERS_PATH, tokens, bodies, duration=seconds,
                         connections=64, rate=rate)  # fmt: skip
         _log(f"{name}: placed {load.ok(201)}, {_pending()} sagas running; waiting")
-        settle = _wait_settled(args.settle)
+        settle = _wait_settled(settle or args.settle)
         cpu = meter.stop()
         settled = time.time()
         _log(f"{name}: settled after {settle:.1f} s, {_pending()} unfinished")
     finally:
         web.stop()
         beat.stop()
-        worker.stop()
+        worker.stop()  # its pool processes add what they had not yet counted
+    counted = counters.read()
     confirmed = _confirmed()
     by_status = dict(Order.objects.values_list("status").annotate(n=Count("id")))
     _reset()
@@ -192,6 +220,8 @@ def run_phase(name: str, args: argparse.Namespace, *, wake: bool, rate: float, s
     last_confirmed = max((at for _, at in confirmed), default=began)
     elapsed = settled - began
     busy = {name: max(0.0, used - idle_per_s[name] * elapsed) for name, used in cpu.items()}
+    scale = elapsed / IDLE_SECONDS
+    net = {key: max(0.0, n - idle_counts.get(key, 0) * scale) for key, n in counted.items()}
     return Phase(
         name=name,
         rate=rate,
@@ -205,6 +235,9 @@ def run_phase(name: str, args: argparse.Namespace, *, wake: bool, rate: float, s
         settle_seconds=settle,
         cpu_ms_per_order={
             name: round(used * 1000 / max(len(confirmed), 1), 1) for name, used in busy.items()
+        },
+        counts_per_order={
+            key: round(n / max(len(confirmed), 1), 2) for key, n in sorted(net.items())
         },
     )
 
@@ -220,47 +253,85 @@ def main() -> None:
         order_bodies,
     )
 
-    environment()
+    environment(
+        DJANGO_SETTINGS_MODULE="bench.saga_settings",
+        PAYMENT_SANDBOX_DELAY_SECONDS="0",
+        SHIPPING_SANDBOX_DELAY_SECONDS="0",
+    )
     django_ready()
     began = time.monotonic()
     started = machine()
     tokens = customers_ensure(CUSTOMERS)
     bodies = order_bodies(catalog_ensure(PRODUCTS))
     common = {"tokens": tokens, "bodies": bodies}
-    goal = run_phase("goal", args, wake=True, rate=args.rate, seconds=args.seconds, **common)
-    sustained = goal.confirmed_per_s
-    rate = args.latency_rate or max(1.0, min(args.rate, round(sustained / 2)))
-    latency = {"rate": rate, "seconds": args.latency_seconds, **common}
-    woken = run_phase("woken", args, wake=True, **latency)
-    polling = run_phase("polling", args, wake=False, **latency)
-    woken_p50, polling_p50 = woken.saga(0.50), polling.saga(0.50)
+    saturated = run_phase("saturation", args, wake=True, rate=args.rate, seconds=args.seconds,
+                          **common)  # fmt: skip
+    cost = run_phase("cost", args, wake=True, rate=args.cost_rate, seconds=args.cost_seconds,
+                     settle=args.cost_settle, **common)  # fmt: skip
+    rate = min(args.rate, args.latency_rate)
+    goal = run_phase("goal", args, wake=True, rate=rate, seconds=args.latency_seconds, **common)
+    polling = run_phase("polling", args, wake=False, rate=args.cost_rate,
+                        seconds=args.polling_seconds, **common)  # fmt: skip
+    print(json.dumps(_result(args, saturated, cost, goal, polling, started, began)))
+
+
+def _result(args: argparse.Namespace, saturated: Phase, cost: Phase, goal: Phase,
+            polling: Phase, started: dict, began: float) -> dict:  # fmt: skip
+    """The figures, as the last JSON line; the table goes before it."""
+    woken_p50, polling_p50 = cost.saga(0.50), polling.saga(0.50)
+    cpu = round(sum(cost.cpu_ms_per_order.values()), 1)
+    counts = cost.counts_per_order
     result = {
-        "orders_per_s": round(sustained, 1),
+        "cpu_ms_per_confirmed_order": cpu,
+        # What two idle cores would carry at this cost, beside what this machine confirmed.
+        "two_idle_cores_orders_per_s": round(2000 / max(cpu, 0.1), 1),
+        "confirmed_orders_per_s_at_saturation": round(saturated.confirmed_per_s, 1),
         "saga_p50_ms": goal.saga(0.50),
         "saga_p99_ms": goal.saga(0.99),
+        "saga_rate_per_s": goal.rate,
+        "statements_per_order": round(
+            sum(v for k, v in counts.items() if k in ("sql:web", "sql:worker", "sql:beat")), 1
+        ),
+        "celery_messages_per_order": round(
+            sum(v for k, v in counts.items() if k.startswith("task:")), 2
+        ),
+        "cpu_ms_per_order": cost.cpu_ms_per_order,
+        "cost_rate_per_s": cost.rate,
+        "cost_confirmed": cost.placed - cost.unfinished - cost.other,
+        "cost_unfinished": cost.unfinished,
+        "statements_by_process": {
+            k[4:]: v for k, v in counts.items() if k in ("sql:web", "sql:worker", "sql:beat")
+        },
+        "tasks_per_order": {k[5:]: v for k, v in counts.items() if k.startswith("task:")},
+        "statements_per_order_by_task": {
+            k[9:]: v for k, v in counts.items() if k.startswith("sql:task:")
+        },
+        "goal_unfinished": goal.unfinished,
+        "goal_placed": goal.placed,
         "ratio_vs_polling_only": round(polling_p50 / woken_p50, 1)
         if woken_p50 and polling_p50
         else None,
-        "rate_offered_per_s": args.rate,
-        "placed": goal.placed,
-        "not_sent_in_time": goal.dropped,
-        "unfinished": goal.unfinished,
-        "failed_or_cancelled": goal.other + woken.other + polling.other,
-        # CPU per order when every saga finishes (the woken phase), idle cost taken
-        # out: 2 cores divided by its sum is the most this machine could confirm.
-        "cpu_ms_per_order": woken.cpu_ms_per_order,
-        "cpu_ceiling_orders_per_s": round(2000 / max(sum(woken.cpu_ms_per_order.values()), 1), 1),
-        "http_p50_ms": goal.http(0.50),
-        "http_p99_ms": goal.http(0.99),
-        "latency_rate_per_s": rate,
         "woken_saga_p50_ms": woken_p50,
-        "woken_saga_p99_ms": woken.saga(0.99),
+        "woken_saga_p99_ms": cost.saga(0.99),
         "polling_saga_p50_ms": polling_p50,
         "polling_saga_p99_ms": polling.saga(0.99),
-        "woken_unfinished": woken.unfinished,
-        "polling_unfinished": polling.unfinished,
-        "goal_seconds": args.seconds,
-        "latency_seconds": args.latency_seconds,
+        "saturation_rate_offered_per_s": args.rate,
+        "saturation_placed": saturated.placed,
+        "saturation_not_sent_in_time": saturated.dropped,
+        "saturation_unfinished": saturated.unfinished,
+        "saturation_cpu_ms_per_confirmed_order": round(sum(saturated.cpu_ms_per_order.values()), 1),
+        "saturation_tasks_per_order": {
+            k[5:]: v for k, v in saturated.counts_per_order.items() if k.startswith("task:")
+        },
+        "failed_or_cancelled": saturated.other + goal.other + polling.other,
+        "http_p50_ms": goal.http(0.50),
+        "http_p99_ms": goal.http(0.99),
+        "seconds_per_phase": [
+            args.seconds,
+            args.cost_seconds,
+            args.latency_seconds,
+            args.polling_seconds,
+        ],
         "worker_concurrency": args.concurrency,
         "gunicorn": f"{args.web_workers} workers x {args.threads} threads",
         **started,
@@ -268,28 +339,35 @@ def main() -> None:
         "seconds": round(time.monotonic() - began),
     }
     _print_table(result)
-    print(json.dumps(result))
+    return result
 
 
 def _print_table(r: dict) -> None:
     rows = [
-        (f"offered {r['rate_offered_per_s']:g}/s for {r['goal_seconds']:g} s", "", ""),
-        ("  confirmed (orders/s)", r["orders_per_s"], ">= 100"),
-        ("  saga p50 (ms)", r["saga_p50_ms"], "<= 100"),
-        ("  saga p99 (ms)", r["saga_p99_ms"], "<= 500"),
-        ("  placement HTTP p50 / p99 (ms)", f"{r['http_p50_ms']} / {r['http_p99_ms']}", ""),
-        ("  unfinished after settling", r["unfinished"], f"of {r['placed']}"),
-        ("  CPU ms per order (woken phase)", round(sum(r["cpu_ms_per_order"].values()), 1),
-         " ".join(f"{k} {v}" for k, v in r["cpu_ms_per_order"].items())),
-        ("  2 idle cores would confirm (/s)", r["cpu_ceiling_orders_per_s"], "at most"),
-        (f"at {r['latency_rate_per_s']:g}/s, woken: saga p50 (ms)", r["woken_saga_p50_ms"], ""),
-        ("  saga p99 (ms)", r["woken_saga_p99_ms"], ""),
-        ("  polling only: saga p50 (ms)", r["polling_saga_p50_ms"],
+        (f"at {r['saga_rate_per_s']:g} orders/s offered, woken on commit", "", ""),
+        ("  saga p50 (ms)", r["saga_p50_ms"], "<= 50"),
+        ("  saga p99 (ms)", r["saga_p99_ms"], "<= 250"),
+        ("  unfinished after settling", r["goal_unfinished"], f"of {r['goal_placed']}"),
+        (f"at {r['cost_rate_per_s']:g}/s, every saga finished: CPU ms per order",
+         r["cpu_ms_per_confirmed_order"],
+         "<= 25; " + " ".join(f"{k} {v}" for k, v in r["cpu_ms_per_order"].items())),
+        ("  what two idle cores would carry (/s)", r["two_idle_cores_orders_per_s"], ">= 80"),
+        ("  SQL statements per order", r["statements_per_order"],
+         " ".join(f"{k} {v}" for k, v in r["statements_by_process"].items())),
+        ("  Celery messages per order", r["celery_messages_per_order"], ""),
+        (f"offered {r['saturation_rate_offered_per_s']:g}/s: confirmed /s",
+         r["confirmed_orders_per_s_at_saturation"], "measured at saturation"),
+        (f"at {r['cost_rate_per_s']:g}/s, woken: saga p50 / p99 (ms)",
+         f"{r['woken_saga_p50_ms']} / {r['woken_saga_p99_ms']}", ""),
+        ("  polling only: saga p50 / p99 (ms)",
+         f"{r['polling_saga_p50_ms']} / {r['polling_saga_p99_ms']}",
          f"x{r['ratio_vs_polling_only']}"),
-        ("  polling only: saga p99 (ms)", r["polling_saga_p99_ms"], ""),
     ]  # fmt: skip
     for name, value, note in rows:
-        print(f"{name:38} {value!s:>14}  {note}")
+        print(f"{name:48} {value!s:>14}  {note}")
+    for name, per_task in r["statements_per_order_by_task"].items():
+        tasks = r["tasks_per_order"].get(name, 0)
+        print(f"  {name:38} {tasks:>6} tasks, {per_task:>6} statements per order")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from uuid import UUID
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import Case, F, Value, When
+from django.utils import timezone
 
 from inventory.events import (
     ProductRestocked,
@@ -111,12 +112,32 @@ def _claim_reservation(order_id: UUID) -> Reservation | None:
 
     Inserted before any stock lock: a concurrent call for the same order waits
     on the unique index, then finds this one, whatever SKUs either asked for.
+    `ON CONFLICT DO NOTHING` (PostgreSQL, SQLite) instead of catching the
+    IntegrityError: no savepoint, one statement.
     """
-    try:
-        with transaction.atomic():
-            return Reservation.objects.create(order_id=order_id)
-    except IntegrityError:
+    now = timezone.now()
+    reservation = Reservation(order_id=order_id, created_at=now, updated_at=now)
+    values = [_db_value(reservation, name) for name in _CLAIM_FIELDS]
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, values)
+        row = cursor.fetchone()
+    if row is None:
         return None
+    reservation.pk = row[0]
+    reservation._state.adding, reservation._state.db = False, connection.alias
+    return reservation
+
+
+_CLAIM_FIELDS = ("order_id", "status", "created_at", "updated_at")
+_CLAIM_SQL = (
+    f"INSERT INTO {Reservation._meta.db_table} ({', '.join(_CLAIM_FIELDS)})"
+    f" VALUES (%s, %s, %s, %s) ON CONFLICT (order_id) DO NOTHING RETURNING id"
+)
+
+
+def _db_value(instance: Reservation, name: str) -> object:
+    field = Reservation._meta.get_field(name)
+    return field.get_db_prep_save(getattr(instance, name), connection)
 
 
 def _shortages(products: dict[str, Product], lines: Mapping[str, int]) -> list[Shortage]:
@@ -132,15 +153,22 @@ def _shortages(products: dict[str, Product], lines: Mapping[str, int]) -> list[S
 def _reserve(
     reservation: Reservation, products: dict[str, Product], lines: Mapping[str, int]
 ) -> None:
-    for sku, quantity in lines.items():
-        Product.objects.filter(pk=products[sku].pk).update(reserved=F("reserved") + quantity)
+    """Hold the lines' units (one UPDATE for every line) and record `inventory.reserved`.
+
+    The event is recorded without saving the reservation again: its row was
+    inserted by this transaction, which holds it until commit.
+    """
+    added = Case(
+        *(When(pk=products[sku].pk, then=Value(quantity)) for sku, quantity in lines.items())
+    )
+    Product.objects.filter(pk__in=[products[sku].pk for sku in lines]).update(
+        reserved=F("reserved") + added
+    )
     ReservationLine.objects.bulk_create(
         ReservationLine(reservation=reservation, product=products[sku], quantity=quantity)
         for sku, quantity in lines.items()
     )
-    event = StockReserved(order_id=reservation.order_id, lines=_stock_lines(lines))
-    reservation.raise_event(event)
-    reservation.save(update_fields=["updated_at"])
+    events_record([StockReserved(order_id=reservation.order_id, lines=_stock_lines(lines))])
 
 
 def _stock_lines(lines: Mapping[str, int]) -> tuple[StockLine, ...]:

@@ -103,9 +103,13 @@ def _claim(*, event_id: UUID, kind: str, order_id: UUID) -> Notification:
     """The (event, kind) row, claimed for this send (`sending`) unless it is sent or skipped."""
     lease = timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
     with transaction.atomic():
-        notification, _ = Notification.objects.select_for_update().get_or_create(
-            event_id=event_id, kind=kind, defaults={"order_id": order_id, "status": "failed"}
+        # INSERT … ON CONFLICT DO NOTHING, then lock: a racing copy waits on the unique
+        # index and then finds the row, without get_or_create's savepoint.
+        Notification.objects.bulk_create(
+            [Notification(event_id=event_id, kind=kind, order_id=order_id, status="failed")],
+            ignore_conflicts=True,
         )
+        notification = Notification.objects.select_for_update().get(event_id=event_id, kind=kind)
         if notification.status in (Notification.Status.SENT, Notification.Status.SKIPPED):
             return notification
         claimable = Q(status=Notification.Status.FAILED) | Q(claimed_until__lte=Now())
@@ -129,8 +133,12 @@ def _record_sent(
     notification.error = ""
     notification.sent_at = timezone.now()
     notification.claimed_until = None
-    notification.save()
+    notification.save(update_fields=_SENT_FIELDS)
     return notification
+
+
+_SENT_FIELDS = ("recipient", "subject", "status", "attempts", "error", "sent_at", "claimed_until",
+                "updated_at")  # fmt: skip
 
 
 def notification_record_failure(

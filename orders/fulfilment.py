@@ -5,6 +5,10 @@ When a step fails for good, the engine undoes the finished steps in reverse
 step's reason. Every external call carries a key made from the saga and step,
 and every local write of an action goes through the attempt's `fence`, so an
 attempt that outlived its lease writes nothing (sagas/fencing.py).
+
+The order is read once per step boundary (`order_cancelled`, fresh each time)
+and that same row serves the step's action: everything an action reads of it
+(lines, total, token, address) is fixed at placement.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from django.conf import settings
 
 from inventory.services import InsufficientStock, reservation_create, reservation_release
 from orders.models import FailureReason, Order, Status
-from orders.services import order_confirm, order_fail
+from orders.services import order_fail
 from payments.gateways import PaymentDeclined
 from payments.services import payment_charge, payment_refund
 from sagas.definitions import PermanentFailure, SagaDefinition, Step, register, step_key
@@ -35,8 +39,17 @@ FULFILMENT = "order_fulfilment"
 Fence = Callable[[], None]
 
 
+# Where a saga instance keeps the order read at its last step boundary. A saga
+# instance lives for one claiming transaction and the move it hands on, no longer.
+_ORDER = "_fulfilment_order"
+
+
 def _order(saga: Saga) -> Order:
-    return Order.objects.get(pk=saga.key)
+    """The saga's order as read at this step's boundary (else read now)."""
+    order = saga.__dict__.get(_ORDER)
+    if order is None:
+        order = saga.__dict__[_ORDER] = Order.objects.get(pk=saga.key)
+    return order
 
 
 def reserve_stock(saga: Saga, fence: Fence) -> dict[str, Any]:
@@ -94,11 +107,17 @@ def cancel_shipment(saga: Saga) -> None:
 
 
 def confirm_order(saga: Saga) -> bool:
-    """Confirm the order, unless it was cancelled meanwhile (then compensate)."""
+    """Confirm the order, unless it was cancelled meanwhile (then compensate).
+
+    The order row is locked and confirmed here, in the saga's completing
+    transaction, rather than through `order_confirm`, which would lock it again
+    inside a savepoint of its own: nothing here is caught and retried.
+    """
     order = Order.objects.select_for_update().get(pk=saga.key)
     if order.status != Status.PENDING:
         return False
-    order_confirm(order_id=order.id)
+    order.confirm()
+    order.save(update_fields=["status", "updated_at"])
     return True
 
 
@@ -110,8 +129,12 @@ def fail_order(saga: Saga) -> None:
 
 
 def order_cancelled(saga: Saga) -> bool:
-    """Whether the order was cancelled, even if its `order.cancelled` is not handled yet."""
-    return Order.objects.filter(pk=saga.key, status=Status.CANCELLED).exists()
+    """Whether the order was cancelled, even if its `order.cancelled` is not handled yet.
+
+    Read afresh at every step boundary; the step's action then uses this row.
+    """
+    order = saga.__dict__[_ORDER] = Order.objects.filter(pk=saga.key).first()
+    return order is not None and order.status == Status.CANCELLED
 
 
 fulfilment = register(

@@ -58,11 +58,14 @@ def payment_charge(
     _outside_transaction("payment_charge")
     with transaction.atomic():
         _check(fence)
-        payment, _ = Payment.objects.get_or_create(
-            order_id=order_id,
-            defaults={"amount": amount, "currency": currency, "token": token,
-                      "idempotency_key": idempotency_key},
+        # INSERT … ON CONFLICT DO NOTHING, then read: a racing call waits on the unique
+        # index and finds the first one's row, without get_or_create's savepoint.
+        Payment.objects.bulk_create(
+            [Payment(order_id=order_id, amount=amount, currency=currency, token=token,
+                     idempotency_key=idempotency_key)],
+            ignore_conflicts=True,
         )  # fmt: skip
+        payment = Payment.objects.get(order_id=order_id)
     if payment.status in (Payment.Status.CAPTURED, Payment.Status.REFUNDED):
         return payment
     if payment.status == Payment.Status.DECLINED:
@@ -144,7 +147,7 @@ def _record_capture(payment_pk: int, reference: str, fence: Fence | None = None)
                     provider_ref=reference,
                 )
             )
-            payment.save()
+            payment.save(update_fields=["status", "provider_ref", "updated_at"])
     return payment
 
 

@@ -52,7 +52,8 @@ class SagaDefinition:
 
     name: str
     steps: tuple[Step, ...]
-    # Runs in the completing transaction; returns False to compensate instead.
+    # Runs in the completing transaction; returns False to compensate instead. The
+    # engine does not ask `called_off` before completing: this must refuse a called-off saga.
     on_completed: Callable[[Saga], bool]
     # Runs in the transaction that finishes compensation.
     on_compensated: Callable[[Saga], None]

@@ -6,9 +6,11 @@ step's action or compensation outside any transaction, then record the outcome
 recording transaction also claims it, and the same call performs it, up to
 `moves` in a row (the `sagas.advance` task passes SAGA_MOVES_PER_TASK);
 otherwise, or past that budget, the next move is a new task scheduled after
-commit. Duplicated or stale calls are harmless: a claim gives the step a lease
-and a fencing token, and only the holder of the latest token may write what it
-did or record its outcome (`sagas/fencing.py`). A lost call is brought back by
+commit. Each transaction reads the saga, its steps and the database's time in
+one query (`_lock`) and writes only what changed. Duplicated or stale calls
+are harmless: a claim gives the step a lease and a
+fencing token, and only the holder of the latest token may write what it did
+or record its outcome (`sagas/fencing.py`). A lost call is brought back by
 the watchdog, which looks at `Saga.wake_at`. Every instant compared across
 processes (leases, backoffs, `wake_at`) is the database's, read with the
 saga's row lock.
@@ -55,6 +57,20 @@ class Outcome:
     error: str = ""
 
 
+@dataclass
+class _Held:
+    """A saga whose row this transaction has locked, its steps and the database's time."""
+
+    saga: Saga
+    definition: SagaDefinition
+    steps: dict[int, SagaStep]
+    now: datetime
+    # Steps claimed or recorded in this transaction: saved once, before commit.
+    changed: set[int] = field(default_factory=set)
+    # The saga's and the steps' fields as read, so that only what changed is written.
+    read: dict[int | None, dict[str, Any]] = field(default_factory=dict)
+
+
 def saga_advance(saga_id: UUID, *, moves: int = 1) -> None:
     """Make the saga's next moves that nobody else is making, up to `moves` in a row."""
     move = _claim(saga_id)
@@ -92,6 +108,63 @@ def locked(**lookup: Any) -> tuple[Saga | None, datetime]:
     return saga, saga.db_now
 
 
+def _lock(saga_id: UUID) -> _Held | None:
+    """Lock the saga's row; it, its steps and the database's time, in one query.
+
+    Only the saga's row is locked, as `locked()` does: a step's row is locked by
+    its attempt's fence while the action writes, and the engine must not wait
+    for it while holding the saga (the fence holder never needs the saga).
+    """
+    rows = list(
+        SagaStep.objects.select_related("saga")
+        .select_for_update(of=("saga",))
+        .annotate(db_now=Now())
+        .filter(saga_id=saga_id)
+        .order_by("index")
+    )
+    if not rows:
+        return None
+    saga = rows[0].saga
+    for step in rows:
+        step.saga = saga  # one instance, as `saga.steps` would share
+    definition = get_definition(saga.definition)
+    held = _Held(saga, definition, {step.index: step for step in rows}, rows[0].db_now)
+    held.read = {None: _fields(saga, _SAGA_FIELDS)}
+    held.read.update((step.index, _fields(step, _STEP_FIELDS)) for step in rows)
+    return held
+
+
+def _save(held: _Held, *, touch: bool) -> None:
+    """Write the fields this transaction changed: the claimed or recorded steps', the saga's.
+
+    With `touch`, the saga's `updated_at` is written even if nothing else of it
+    changed, as recording a move does (the watchdog reads it).
+    """
+    for index in sorted(held.changed):
+        step = held.steps[index]
+        step.save(update_fields=_changed(step, held.read[index]))
+    saga = held.saga
+    fields = _changed(saga, held.read[None])
+    if fields or touch:
+        saga.save(update_fields=[*fields, "updated_at"])
+
+
+# The fields the engine writes, of the saga and of a step.
+_SAGA_FIELDS = ("status", "current_step", "cancel_requested", "failure_reason", "last_error",
+                "wake_at", "finished_at")  # fmt: skip
+_STEP_FIELDS = ("status", "attempts", "compensation_attempts", "fence", "result", "last_error",
+                "in_doubt", "next_attempt_at", "lease_expires_at", "started_at", "finished_at",
+                "compensated_at")  # fmt: skip
+
+
+def _fields(instance: Saga | SagaStep, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: getattr(instance, name) for name in names}
+
+
+def _changed(instance: Saga | SagaStep, read: dict[str, Any]) -> list[str]:
+    return [name for name, value in read.items() if getattr(instance, name) != value]
+
+
 def _lease(now: datetime) -> datetime:
     return now + timedelta(seconds=settings.SAGA_STEP_LEASE_SECONDS)
 
@@ -108,39 +181,32 @@ def _busy(step: SagaStep, now: datetime) -> bool:
 
 def _claim(saga_id: UUID) -> Move | None:
     with transaction.atomic():
-        saga, now = locked(pk=saga_id)
-        if saga is None or saga.status not in Saga.ACTIVE:
+        held = _lock(saga_id)
+        if held is None or held.saga.status not in Saga.ACTIVE:
             return None
-        before = _state(saga)
-        move = _claim_locked(saga, get_definition(saga.definition), _steps(saga), now)
-        if _state(saga) != before:  # a duplicate that finds the step busy writes nothing
-            saga.save()
+        move = _claim_held(held)
+        _save(held, touch=False)  # a duplicate that finds the step busy writes nothing
         return move
 
 
-def _steps(saga: Saga) -> dict[int, SagaStep]:
-    """The saga's steps by index, read once per transaction."""
-    return {step.index: step for step in saga.steps.all()}
-
-
-def _state(saga: Saga) -> tuple[Any, ...]:
-    return saga.status, saga.cancel_requested, saga.wake_at, saga.finished_at
-
-
-def _claim_locked(
-    saga: Saga, definition: SagaDefinition, steps: dict[int, SagaStep], now: datetime
-) -> Move | None:
+def _claim_held(held: _Held) -> Move | None:
     """Claim the next move of the saga, whose row this transaction has locked.
 
-    Changes the saga in memory only: the caller saves it, once.
+    Changes the saga and steps in memory only: `_save` writes them, once.
     """
+    saga, definition, steps, now = held.saga, held.definition, held.steps, held.now
     if saga.status == Saga.Status.RUNNING:
-        return _claim_action(saga, definition, steps.get(saga.current_step), now)
-    if saga.status == Saga.Status.COMPENSATING:
+        step = steps.get(saga.current_step)
+        move = _claim_action(saga, definition, step, now)
+    elif saga.status == Saga.Status.COMPENSATING:
         undo = [s for s in steps.values() if _to_undo(s)]
         step = max(undo, key=lambda s: s.index, default=None)
-        return _claim_compensation(saga, definition, step, now)
-    return None
+        move = _claim_compensation(saga, definition, step, now)
+    else:
+        return None
+    if move is not None:
+        held.changed.add(move.step_index)
+    return move
 
 
 def _to_undo(step: SagaStep) -> bool:
@@ -156,7 +222,9 @@ def _claim_action(
     interrupted = step is not None and step.status == SagaStep.Status.RUNNING
     if step is not None and _busy(step, now) and (interrupted or not saga.cancel_requested):
         return None
-    if not interrupted and not saga.cancel_requested and definition.called_off(saga):
+    # Completing asks `on_completed`, which refuses a called-off saga itself.
+    boundary = step is not None and not interrupted and not saga.cancel_requested
+    if boundary and definition.called_off(saga):
         saga.cancel_requested = True
     # A step whose worker died may have acted: run it again (idempotently) even
     # when cancelled, so its effect is known and can be compensated.
@@ -177,11 +245,10 @@ def _claim_action(
 def _claimed(
     saga: Saga, step: SagaStep, now: datetime, *, compensating: bool, attempt: int
 ) -> Move:
-    """Lease the step to a new attempt with the next fencing token."""
+    """Lease the step to a new attempt with the next fencing token (saved by `_save`)."""
     step.fence += 1
     step.lease_expires_at = _lease(now)
     step.next_attempt_at = None
-    step.save()
     saga.wake_at = step.lease_expires_at
     return Move(saga.pk, step.index, compensating, attempt, fence=step.fence, saga=saga)
 
@@ -261,42 +328,33 @@ def _record(move: Move, outcome: Outcome, *, claim_next: bool = False) -> Move |
     """Record the move's outcome; with `claim_next`, claim the next move if it is due at once."""
     reconcile, next_move = False, None
     with transaction.atomic():
-        saga, now = locked(pk=move.saga_id)
-        steps = _steps(saga)
-        step = steps[move.step_index]
-        definition = get_definition(saga.definition)
+        held = _lock(move.saga_id)
+        if held is None:
+            return None
+        step = held.steps[move.step_index]
         phase = SagaStep.Status.COMPENSATING if move.compensating else SagaStep.Status.RUNNING
         if step.fence != move.fence or step.status != phase:
             # Stale: a later attempt owns the step, or it has moved on.
             reconcile = not move.compensating and _undoing(step)
         else:
             if move.compensating:
-                delay = _record_compensation(saga, step, outcome, now)
+                delay = _record_compensation(held, step, outcome)
             else:
-                delay = _record_action(saga, step, outcome, definition, now)
-            step.save()
-            next_move = _after(saga, definition, steps, now, delay, claim_next=claim_next)
-            saga.save()
+                delay = _record_action(held, step, outcome)
+            next_move = _after(held, delay, claim_next=claim_next)
+            _save(held, touch=True)
     if reconcile:
         _reconcile(move)
     return next_move
 
 
-def _after(
-    saga: Saga,
-    definition: SagaDefinition,
-    steps: dict[int, SagaStep],
-    now: datetime,
-    delay: float | None,
-    *,
-    claim_next: bool,
-) -> Move | None:
+def _after(held: _Held, delay: float | None, *, claim_next: bool) -> Move | None:
     """Claim the next move if it is due at once and the budget allows; else schedule it."""
     if delay == _NOW and claim_next:
         # Same lock, same transaction: the next move goes on in this task.
-        return _claim_locked(saga, definition, steps, now)
+        return _claim_held(held)
     if delay is not None:
-        schedule_advance(saga, now=now, delay=delay)
+        schedule_advance(held.saga, now=held.now, delay=delay)
     return None
 
 
@@ -324,10 +382,10 @@ def _reconcile(move: Move) -> None:
         logger.warning("saga %s: undoing a stale %s failed: %s", saga.pk, step.name, _describe(exc))
 
 
-def _record_action(
-    saga: Saga, step: SagaStep, outcome: Outcome, definition: SagaDefinition, now: datetime
-) -> float | None:
+def _record_action(held: _Held, step: SagaStep, outcome: Outcome) -> float | None:
     """Update the step and saga for the action's outcome; returns when to move next."""
+    saga, definition, now = held.saga, held.definition, held.now
+    held.changed.add(step.index)
     step.lease_expires_at = None
     spec = definition.steps[step.index]
     limit = spec.max_attempts or settings.SAGA_MAX_ATTEMPTS
@@ -352,10 +410,10 @@ def _record_action(
     return delay
 
 
-def _record_compensation(
-    saga: Saga, step: SagaStep, outcome: Outcome, now: datetime
-) -> float | None:
+def _record_compensation(held: _Held, step: SagaStep, outcome: Outcome) -> float | None:
     """Update the step and saga for the compensation's outcome; returns when to move next."""
+    saga, now = held.saga, held.now
+    held.changed.add(step.index)
     step.lease_expires_at = None
     if outcome.ok:
         # An action that failed for good (in doubt, so undone all the same) still reads

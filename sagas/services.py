@@ -18,14 +18,18 @@ class SagaStateError(Exception):
 def saga_start(*, definition: str, key: str) -> Saga:
     """Create the saga for `key` and ask for its first move; idempotent per key."""
     steps = get_definition(definition).steps
-    with transaction.atomic():
-        saga, created = Saga.objects.get_or_create(definition=definition, key=key)
-        if created:
+    # No savepoint, no get_or_create: this runs in the delivery's transaction, whose
+    # inbox flip already keeps a second copy of the event out. A start racing it all
+    # the same fails its transaction on the unique key; its retry finds this saga.
+    with transaction.atomic(savepoint=False):
+        saga = Saga.objects.filter(definition=definition, key=key).first()
+        if saga is None:
+            saga = Saga(definition=definition, key=key)
+            schedule_advance(saga, now=db_now())
+            saga.save(force_insert=True)
             SagaStep.objects.bulk_create(
                 SagaStep(saga=saga, index=i, name=step.name) for i, step in enumerate(steps)
             )
-            schedule_advance(saga, now=db_now())
-            saga.save(update_fields=["wake_at"])
     return saga
 
 

@@ -79,12 +79,14 @@ def _record_booking(
 ) -> Shipment:
     with transaction.atomic():
         _check(fence)
-        aggregate_lock("shipment", order_id)  # serialises with a rejection, which has no row
-        shipment, created = Shipment.objects.get_or_create(
-            order_id=order_id,
-            defaults={"tracking_number": tracking, "idempotency_key": idempotency_key},
-        )
-        if created:
+        # Every writer of an order's shipment takes this lock, so read-then-insert is safe
+        # here without get_or_create's savepoint; it serialises with a rejection too.
+        aggregate_lock("shipment", order_id)
+        shipment = Shipment.objects.filter(order_id=order_id).first()
+        if shipment is None:
+            shipment = Shipment.objects.create(
+                order_id=order_id, tracking_number=tracking, idempotency_key=idempotency_key
+            )
             events_record([ShipmentScheduled(order_id=order_id, tracking_number=tracking)])
     return shipment
 
