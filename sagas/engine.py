@@ -109,26 +109,26 @@ def locked(**lookup: Any) -> tuple[Saga | None, datetime]:
 
 
 def _lock(saga_id: UUID) -> _Held | None:
-    """Lock the saga's row; it, its steps and the database's time, in one query.
+    """Lock the saga's row (with the database's time), then read its steps.
 
-    Only the saga's row is locked, as `locked()` does: a step's row is locked by
-    its attempt's fence while the action writes, and the engine must not wait
-    for it while holding the saga (the fence holder never needs the saga).
+    Two statements, not one join: a transaction that waited for the saga's lock
+    sees the saga as the lock holder committed it, but in READ COMMITTED the
+    rows joined to it would still be those of the join's own snapshot (PostgreSQL
+    re-checks only the locked row), so a duplicate advance would claim a step
+    its twin had just claimed. The steps' query starts after the lock is held.
+
+    Only the saga's row is locked: a step's row is locked by its attempt's fence
+    while the action writes, and the engine must not wait for it while holding
+    the saga (the fence holder never needs the saga).
     """
-    rows = list(
-        SagaStep.objects.select_related("saga")
-        .select_for_update(of=("saga",))
-        .annotate(db_now=Now())
-        .filter(saga_id=saga_id)
-        .order_by("index")
-    )
-    if not rows:
+    saga, now = locked(pk=saga_id)
+    if saga is None:
         return None
-    saga = rows[0].saga
+    rows = list(SagaStep.objects.filter(saga_id=saga_id).order_by("index"))
     for step in rows:
         step.saga = saga  # one instance, as `saga.steps` would share
     definition = get_definition(saga.definition)
-    held = _Held(saga, definition, {step.index: step for step in rows}, rows[0].db_now)
+    held = _Held(saga, definition, {step.index: step for step in rows}, now)
     held.read = {None: _fields(saga, _SAGA_FIELDS)}
     held.read.update((step.index, _fields(step, _STEP_FIELDS)) for step in rows)
     return held
