@@ -65,14 +65,19 @@ def jobs_reset() -> None:
         cursor.execute("TRUNCATE procrastinate_events, procrastinate_jobs CASCADE")
 
 
-def jobs_finished() -> tuple[int, float | None]:
-    """(jobs succeeded, the epoch second the last one finished)."""
+def finished_count(sql: str) -> tuple[int, float | None]:
+    """(how many, the epoch second of the last) from a `SELECT count(*), extract(epoch …)`."""
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*), extract(epoch FROM max(at)) FROM procrastinate_events"
-            " WHERE type = 'succeeded'"
-        )
+        cursor.execute(sql)
         count, last = cursor.fetchone()
     return count, None if last is None else float(last)
+
+
+def jobs_finished() -> tuple[int, float | None]:
+    """(jobs succeeded, the epoch second the last one finished)."""
+    return finished_count(
+        "SELECT count(*), extract(epoch FROM max(at)) FROM procrastinate_events"
+        " WHERE type = 'succeeded'"
+    )

@@ -63,13 +63,10 @@ def _shopflow_record(seq: int, traced: bool) -> None:
 
 
 def _shopflow_finished() -> tuple[int, float | None]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*), extract(epoch FROM max(done_at)) FROM outbox_delivery"
-            " WHERE status = 'done'"
-        )
-        count, last = cursor.fetchone()
-    return count, None if last is None else float(last)
+    return peer.finished_count(
+        "SELECT count(*), extract(epoch FROM max(done_at)) FROM outbox_delivery"
+        " WHERE status = 'done'"
+    )
 
 
 def _peer_record(seq: int, traced: bool) -> None:

@@ -149,22 +149,25 @@ def test_a_stalled_attempt_that_resumes_after_the_cancel_does_not_charge(in_proc
     assert "payment.captured" not in timeline(order)
 
 
-def timeout_then_cancel(in_process, order: Order, saga: Saga, step_name: str, settings):
-    """What happens while the stalled call is in flight: a timed-out attempt 2, a cancel."""
+def in_flight_through_a_cancel(
+    in_process, step_name: str, settings, token: str = "tok_visa"
+) -> tuple[Order, engine.Move]:
+    """Attempt 1 of the step stalled past its lease; once its provider call is under way,
+    attempt 2 times out and the order is cancelled and compensated (nothing found by key)."""
+    order, saga, stalled = stalled_attempt(in_process, step_name, token=token)
 
     def meanwhile() -> None:
         then_a_timeout(saga, step_name, settings)
         cancel_and_compensate(in_process, order)
 
-    return meanwhile
+    in_flight(step_name, settings, meanwhile)
+    return order, stalled
 
 
 def test_a_charge_landing_after_the_cancel_is_refunded_at_once(in_process, mug, settings):
-    order, saga, stalled = stalled_attempt(in_process, "charge_payment")
     # when: attempt 1's request is in flight while attempt 2 times out and the order is
     # cancelled and compensated
-    meanwhile = timeout_then_cancel(in_process, order, saga, "charge_payment", settings)
-    in_flight("charge_payment", settings, meanwhile)
+    order, stalled = in_flight_through_a_cancel(in_process, "charge_payment", settings)
     engine._record(stalled, engine._perform(stalled))
     in_process.run_until_quiet()
     # then: the charge it made was recorded and refunded; the order keeps nothing
@@ -176,13 +179,11 @@ def test_a_charge_landing_after_the_cancel_is_refunded_at_once(in_process, mug, 
 
 
 def test_a_booking_landing_after_the_cancel_is_called_off_at_once(in_process, mug, settings):
-    # given: stock reserved and paid; attempt 1 of the booking stalls past its lease,
-    # attempt 2 times out without booking, so the step is in doubt
-    order, saga, stalled = stalled_attempt(in_process, "schedule_shipment")
-    # when: while its request is in flight, attempt 2 times out and the order is cancelled
-    # and compensated (no booking found); then the stalled attempt's booking lands
-    meanwhile = timeout_then_cancel(in_process, order, saga, "schedule_shipment", settings)
-    in_flight("schedule_shipment", settings, meanwhile)
+    # given: stock reserved and paid; while booking attempt 1's request is in flight past
+    # its lease, attempt 2 times out and the order is cancelled and compensated (no
+    # booking found)
+    # when: the stalled attempt's booking lands
+    order, stalled = in_flight_through_a_cancel(in_process, "schedule_shipment", settings)
     engine._record(stalled, engine._perform(stalled))
     in_process.run_until_quiet()
     # then: the booking was recorded and called off at once
@@ -196,9 +197,9 @@ def test_a_booking_landing_after_the_cancel_is_called_off_at_once(in_process, mu
 def test_a_late_charge_whose_refund_fails_is_refunded_by_the_sweep(in_process, mug, settings):
     # given: the in-flight charge of the test above, on a card whose first two refunds
     # fail (tok_refundFlaky): its immediate refund fails, so it stays captured
-    order, saga, stalled = stalled_attempt(in_process, "charge_payment", token="tok_refundFlaky")
-    meanwhile = timeout_then_cancel(in_process, order, saga, "charge_payment", settings)
-    in_flight("charge_payment", settings, meanwhile)
+    order, stalled = in_flight_through_a_cancel(
+        in_process, "charge_payment", settings, token="tok_refundFlaky"
+    )
     engine._record(stalled, engine._perform(stalled))
     in_process.run_until_quiet()
     payment = Payment.objects.get(order_id=order.pk)
@@ -335,9 +336,7 @@ def test_a_late_charge_that_nobody_recorded_is_found_and_refunded_by_the_sweep(
     # given: the in-flight charge of the tests above lands after compensation closed the
     # payment, and the stale attempt's worker dies before its outcome is handled: the
     # fence refused the capture, and nobody asked the gateway again
-    order, saga, stalled = stalled_attempt(in_process, "charge_payment")
-    meanwhile = timeout_then_cancel(in_process, order, saga, "charge_payment", settings)
-    in_flight("charge_payment", settings, meanwhile)
+    order, stalled = in_flight_through_a_cancel(in_process, "charge_payment", settings)
     engine._perform(stalled)
     in_process.run_until_quiet()
     payment = Payment.objects.get(order_id=order.pk)
@@ -359,9 +358,7 @@ def test_a_late_booking_that_nobody_recorded_is_found_and_called_off_by_the_swee
     # given: booking attempt 1 is in flight past its lease; attempt 2 times out; the order
     # is cancelled and compensated (nothing found under the key); then attempt 1's booking
     # lands and its worker dies before its outcome is handled (no record, no second look)
-    order, saga, stalled = stalled_attempt(in_process, "schedule_shipment")
-    meanwhile = timeout_then_cancel(in_process, order, saga, "schedule_shipment", settings)
-    in_flight("schedule_shipment", settings, meanwhile)
+    order, stalled = in_flight_through_a_cancel(in_process, "schedule_shipment", settings)
     engine._perform(stalled)
     in_process.run_until_quiet()
     assert reloaded(order).status == "cancelled"

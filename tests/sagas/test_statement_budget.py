@@ -11,9 +11,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from orders.models import Status
+from orders.models import Order, Status
 from sagas import engine
-from sagas.models import SagaStep
+from sagas.models import Saga, SagaStep
 from tests.sagas.scenarios import place, reloaded, saga_of, timeline
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,38 +26,36 @@ HAPPY_ADVANCE_TRANSACTIONS = 11  # 4 the engine's, 7 the services' and the sandb
 HAPPY_ADVANCE_SAVEPOINTS = 0
 
 
-def test_the_happy_advance_of_an_order_stays_within_its_statement_budget(in_process, mug):
-    # given: an order whose saga has started
+@pytest.fixture
+def happy_advance(in_process, mug) -> tuple[Order, Saga, list[str]]:
+    """An order whose saga has started, then one advance making every move; the SQL it sent."""
     order = place()
     in_process.deliver()
     saga = saga_of(order)
-    # when: one advance makes every move
     with CaptureQueriesContext(connection) as queries:
         engine.saga_advance(saga.pk, moves=8)
+    return order, saga, [q["sql"] for q in queries.captured_queries]
+
+
+def test_the_happy_advance_of_an_order_stays_within_its_statement_budget(happy_advance):
+    order, saga, sent = happy_advance
     # then: the order is confirmed, within the budget
     assert reloaded(order).status == Status.CONFIRMED
     assert list(saga.steps.values_list("status", flat=True)) == [SagaStep.Status.DONE] * 3
     assert timeline(order)[-1] == "order.confirmed"
-    sent = [q["sql"] for q in queries.captured_queries]
     statements = [sql for sql in sent if sql not in ("BEGIN", "COMMIT")]
     assert len(statements) <= HAPPY_ADVANCE_STATEMENTS, "\n".join(statements)
     assert sent.count("BEGIN") <= HAPPY_ADVANCE_TRANSACTIONS
     assert sum(sql.startswith("SAVEPOINT") for sql in sent) <= HAPPY_ADVANCE_SAVEPOINTS
 
 
-def test_the_order_is_read_once_per_step_boundary_and_locked_once_to_confirm(in_process, mug):
-    # given: an order whose saga has started
-    order = place()
-    in_process.deliver()
-    saga = saga_of(order)
-    # when
-    with CaptureQueriesContext(connection) as queries:
-        engine.saga_advance(saga.pk, moves=8)
+def test_the_order_is_read_once_per_step_boundary_and_locked_once_to_confirm(happy_advance):
+    *_, sent = happy_advance
     # then: three boundaries (each step's action uses the row its boundary read), one lock
-    reads = [q["sql"] for q in queries.captured_queries if 'FROM "orders_order"' in q["sql"]]
+    reads = [sql for sql in sent if 'FROM "orders_order"' in sql]
     assert len(reads) == 4
     assert sum("FOR UPDATE" in sql for sql in reads) == 1
     # and the saga is read once per engine transaction: the lock that also reads the time
-    saga_reads = [q["sql"] for q in queries.captured_queries if 'FROM "sagas_saga"' in q["sql"]]
+    saga_reads = [sql for sql in sent if 'FROM "sagas_saga"' in sql]
     assert len(saga_reads) == 4
     assert all("FOR UPDATE" in sql and "STATEMENT_TIMESTAMP()" in sql for sql in saga_reads)
