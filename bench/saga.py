@@ -306,6 +306,17 @@ def _result(args: argparse.Namespace, saturated: Phase, cost: Phase, goal: Phase
         "statements_per_order_by_task": {
             k[9:]: v for k, v in counts.items() if k.startswith("sql:task:")
         },
+        # The CPU of each task's body, and of each outbox handler's own call inside
+        # the deliveries; the worker's CPU outside the task bodies is Celery's.
+        "cpu_ms_per_order_by_task": {
+            k[12:]: round(v / 1000, 2) for k, v in counts.items() if k.startswith("cpu_us:task:")
+        },
+        "cpu_ms_per_order_by_handler": {
+            k[15:]: round(v / 1000, 2) for k, v in counts.items() if k.startswith("cpu_us:handler:")
+        },
+        "statements_per_order_by_handler": {
+            k[12:]: v for k, v in counts.items() if k.startswith("sql:handler:")
+        },
         "goal_unfinished": goal.unfinished,
         "goal_placed": goal.placed,
         "ratio_vs_polling_only": round(polling_p50 / woken_p50, 1)
@@ -367,7 +378,16 @@ def _print_table(r: dict) -> None:
         print(f"{name:48} {value!s:>14}  {note}")
     for name, per_task in r["statements_per_order_by_task"].items():
         tasks = r["tasks_per_order"].get(name, 0)
-        print(f"  {name:38} {tasks:>6} tasks, {per_task:>6} statements per order")
+        cpu = r["cpu_ms_per_order_by_task"].get(name, 0)
+        print(f"  {name:38} {tasks:>6} tasks, {per_task:>6} statements, {cpu:>6} CPU ms per order")
+    in_tasks = sum(r["cpu_ms_per_order_by_task"].values())
+    print(
+        f"  {'worker CPU outside task bodies (Celery)':38} "
+        f"{r['cpu_ms_per_order'].get('worker', 0) - in_tasks:>6.1f} CPU ms per order"
+    )
+    for name, cpu in r["cpu_ms_per_order_by_handler"].items():
+        sql = r["statements_per_order_by_handler"].get(name, 0)
+        print(f"    handler {name:30} {sql:>6} statements, {cpu:>6} CPU ms per order")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@ process counts in memory: every statement Django sends (through an execute
 wrapper on each new connection, so savepoints count too; BEGIN and COMMIT are
 not statements Django sends), and in the worker each task by name with the
 statements it ran. The counts are added to one Redis hash (`COUNTS_KEY`),
-fields `sql:<process kind>`, `task:<name>` and `sql:task:<name>`: by the web
+fields `sql:<process kind>`, `task:<name>`, `sql:task:<name>`, `cpu_us:task:<name>`
+(the CPU the task's body took, in microseconds; what the worker spends outside
+them is Celery's own) and `cpu_us:handler:<name>` / `sql:handler:<name>` (each
+outbox handler's own call, inside its delivery): by the web
 after each request, by a worker process at most every FLUSH_SECONDS and when
 it exits. PostgreSQL here has no pg_stat_statements, hence the wrapper.
 """
@@ -24,7 +27,7 @@ FLUSH_SECONDS = 0.2
 
 _counts: Counter[str] = Counter()
 _lock = threading.Lock()
-_state = {"kind": "web", "flushed": 0.0, "task_sql": 0}
+_state = {"kind": "web", "flushed": 0.0, "task_sql": 0, "task_cpu": 0.0}
 
 
 @cache
@@ -86,14 +89,19 @@ def install() -> None:
 
     def task_started(task: Any = None, **kwargs: Any) -> None:
         _state["task_sql"] = _counts[f"sql:{_state['kind']}"]
+        _state["task_cpu"] = time.process_time()
 
     def task_finished(task: Any = None, **kwargs: Any) -> None:
         name = getattr(task, "name", "?")
         with _lock:
             _counts[f"task:{name}"] += 1
             _counts[f"sql:task:{name}"] += _counts[f"sql:{_state['kind']}"] - _state["task_sql"]
+            _counts[f"cpu_us:task:{name}"] += round(
+                (time.process_time() - _state["task_cpu"]) * 1e6
+            )
         flush()
 
+    _wrap_handlers()
     connection_created.connect(wrap, weak=False, dispatch_uid="bench.counting.wrap")
     worker_process_init.connect(worker_started, weak=False)
     task_prerun.connect(task_started, weak=False)
@@ -102,3 +110,21 @@ def install() -> None:
     request_finished.connect(lambda **kw: flush(force=True), weak=False)
     if os.environ.get("BENCH_PROCESS_KIND"):
         _state["kind"] = os.environ["BENCH_PROCESS_KIND"]
+
+
+def _wrap_handlers() -> None:
+    """Count each outbox handler call's CPU and statements, by handler name."""
+    from outbox.registry import Handler
+
+    plain = Handler.__call__
+
+    def counted(self: Handler, event: Any, context: Any) -> None:
+        sql, cpu = _counts[f"sql:{_state['kind']}"], time.process_time()
+        try:
+            plain(self, event, context)
+        finally:
+            with _lock:
+                _counts[f"sql:handler:{self.name}"] += _counts[f"sql:{_state['kind']}"] - sql
+                _counts[f"cpu_us:handler:{self.name}"] += round((time.process_time() - cpu) * 1e6)
+
+    Handler.__call__ = counted  # type: ignore[method-assign]
