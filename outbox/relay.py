@@ -18,6 +18,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -278,12 +279,24 @@ def _workers_behind(handed: list[tuple[str, list[tuple[int, str]]]]) -> bool:
     queues = {_queue_of(handler) for _, rows in handed for _, handler in rows}
     try:
         with app.producer_or_acquire() as producer:
-            return any(
-                producer.channel.queue_declare(queue=name, passive=True).message_count
-                for name in queues
-            )
+            return any(_untaken(producer.channel, name) for name in queues)
     except Exception:  # no linger then; the publish that follows reports a broker error
         return False
+
+
+def _untaken(channel: Any, name: str) -> int:
+    """How many messages wait in the queue `name`.
+
+    kombu's virtual transports (Redis, the filesystem) count them directly. Their
+    passive `queue_declare` raises NOT_FOUND for an empty Redis queue (an empty
+    list does not exist in Redis), and the pool then drops the connection: every
+    dispatch at commit to an idle worker paid a new connection, its PING and the
+    queues' declarations again.
+    """
+    size = getattr(channel, "_size", None)
+    if size is not None:
+        return size(name)
+    return channel.queue_declare(queue=name, passive=True).message_count
 
 
 def _dispatch_batch(handed: list[tuple[str, list[tuple[int, str]]]]) -> None:

@@ -208,3 +208,30 @@ def test_with_idle_workers_each_commit_is_published_at_once(monkeypatch, setting
     # then: published without lingering
     assert wait_until(lambda: len(published) == 1, timeout=5)
     assert time.monotonic() - started < 0.4
+
+
+def test_looking_at_an_empty_queue_keeps_the_broker_connection(monkeypatch, redis_client):
+    # given: an empty Redis queue (an empty list does not exist in Redis)
+    from kombu.transport import redis as kombu_redis
+
+    redis_client.delete("events")
+    relay._workers_behind([("lease", [(1, "probe.record")])])  # the pool's connection, made once
+    opened = []
+    plain = kombu_redis.Channel.__init__
+
+    def counted(self, *args, **kwargs):
+        opened.append(1)
+        plain(self, *args, **kwargs)
+
+    monkeypatch.setattr(kombu_redis.Channel, "__init__", counted)
+    try:
+        # when: the dispatcher asks whether workers are behind, again and again
+        answers = [relay._workers_behind([("lease", [(1, "probe.record")])]) for _ in range(5)]
+        redis_client.lpush("events", "an untaken message")
+        behind = relay._workers_behind([("lease", [(1, "probe.record")])])
+    finally:
+        redis_client.delete("events")
+    # then: no new connection was opened for it, and the answers are right
+    assert answers == [False] * 5
+    assert behind is True
+    assert opened == []
