@@ -148,6 +148,8 @@ WHERE "{_TABLE}"."status" = %s
    OR ("{_TABLE}"."status" = %s AND "{_TABLE}"."claimed_until" <= {{now}})
 RETURNING "id"
 """
+# The row's status, when the claim did not take it (a redelivery, or a racing copy).
+_STATUS_SQL = f'SELECT "status" FROM "{_TABLE}" WHERE "event_id" = %s AND "kind" = %s'
 _RECORD_SENT_SQL = f"""
 UPDATE "{_TABLE}" SET "recipient" = %s, "subject" = %s, "status" = %s, "attempts" = %s,
     "error" = '', "sent_at" = %s, "claimed_until" = NULL, "updated_at" = %s
@@ -171,13 +173,10 @@ def _claim(*, event_id: UUID, kind: str, order_id: UUID) -> int | str:
     with connection.cursor() as cursor:
         cursor.execute(_CLAIM_SQL.format(later=later, now=db_now_sql()), params)
         row = cursor.fetchone()
-    if row is not None:
-        return row[0]
-    status = (
-        Notification.objects.filter(event_id=event_id, kind=kind)
-        .values_list("status", flat=True)
-        .first()
-    )
+        if row is not None:
+            return row[0]
+        cursor.execute(_STATUS_SQL, params[:2])
+        (status,) = cursor.fetchone()
     if status in (Notification.Status.SENT, Notification.Status.SKIPPED):
         return status
     raise InProgressElsewhere(f"{kind} e-mail for {order_id} is being sent by another process")
