@@ -59,7 +59,13 @@ def _context(mail: OrderForEmail) -> dict[str, Any]:
 
 @cache
 def _templates(kind: str) -> tuple[Template, Template, Template]:
-    """The subject, text and HTML templates of `kind`, loaded and compiled once per process."""
+    """The subject, text and HTML templates of `kind`, loaded and compiled once per process.
+
+    Django's cached loader (the default since 4.1, DEBUG too) already keeps the
+    compiled templates, so this only skips its lookup per render (no difference
+    measured: ~0.25 ms for the three renders either way), and keeps the e-mail
+    compiled once whatever `loaders` the settings name.
+    """
     base = f"notifications/email/{kind}"
     return (
         get_template(f"{base}_subject.txt"),
