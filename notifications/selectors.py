@@ -98,7 +98,7 @@ def _order_for_email_sql() -> tuple[str, tuple[str, ...]]:
     username = user.get_field(user_model.USERNAME_FIELD).column
     email = user.get_field(user_model.get_email_field_name()).column
     selected = {
-        "id": 'o."id"', "number": 'o."number"', "customer_id": 'o."customer_id"',
+        "number": 'o."number"', "customer_id": 'o."customer_id"',
         "status": 'o."status"', "currency": 'o."currency"', "total": 'o."total"',
         "cancel_reason": 'o."cancel_reason"', "failure_reason": 'o."failure_reason"',
         "username": f'u."{username}"', "email": f'u."{email}"',
