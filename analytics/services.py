@@ -6,25 +6,45 @@ import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db import connection, transaction
 
 from analytics.models import DailySales
 
 COUNTERS = ("orders_placed", "orders_confirmed", "orders_cancelled", "orders_failed")
 AMOUNTS = ("gross_revenue", "refunds")
+_TABLE = DailySales._meta.db_table
+_DATE = DailySales._meta.get_field("date")
+
+
+def _add_sql(field: str) -> str:
+    """One figure of one day raised by %s, the day's row created at it when missing.
+
+    INSERT … ON CONFLICT DO UPDATE (PostgreSQL, SQLite ≥ 3.24): a racing first
+    event of the day waits on the primary key and then adds to the row the
+    other committed, so no IntegrityError can abort the transaction, and no
+    savepoint is needed to survive one. That keeps it right when several
+    events are handled in one transaction.
+    """
+    figures = COUNTERS + AMOUNTS
+    columns = ", ".join(f'"{name}"' for name in figures)
+    values = ", ".join("%s" if name == field else "0" for name in figures)
+    return (
+        f'INSERT INTO "{_TABLE}" ("date", {columns}) VALUES (%s, {values}) '
+        f'ON CONFLICT ("date") DO UPDATE SET "{field}" = "{_TABLE}"."{field}" + EXCLUDED."{field}"'
+    )
+
+
+_ADD_SQL = {field: _add_sql(field) for field in COUNTERS + AMOUNTS}
 
 
 def daily_sales_add(*, day: datetime.date, field: str, amount: int | Decimal = 1) -> None:
-    """Add `amount` to one figure of one day, creating the day's row if needed."""
-    if field not in COUNTERS + AMOUNTS:
-        raise ValueError(f"unknown daily sales figure {field!r}")
-    if not DailySales.objects.filter(date=day).update(**{field: F(field) + amount}):
-        try:
-            with transaction.atomic():
-                DailySales.objects.create(date=day, **{field: amount})
-        except IntegrityError:  # another handler created the day first: add to it
-            DailySales.objects.filter(date=day).update(**{field: F(field) + amount})
+    """Add `amount` to one figure of one day, creating the day's row if needed: one statement."""
+    try:
+        sql = _ADD_SQL[field]
+    except KeyError:
+        raise ValueError(f"unknown daily sales figure {field!r}") from None
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [_DATE.get_db_prep_value(day, connection), amount])
 
 
 def daily_sales_reset() -> int:
@@ -44,6 +64,12 @@ def _projection_lock() -> None:
     done but has not written yet is still pending to the replay, so it counts
     once, after the rebuild commits. SQLite's IMMEDIATE transactions already
     run one writer at a time.
+
+    The same holds for a transaction that handles several events (a batch): it
+    holds ROW EXCLUSIVE from its first write until it commits, so the rebuild
+    either waits for the whole batch, or locks before the batch's first write,
+    and then every delivery of the batch is still pending to the replay and
+    counts once, after the rebuild.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:

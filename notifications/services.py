@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from functools import cache
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
-from django.db.models import F, Q
-from django.db.models.functions import Now
-from django.template.loader import render_to_string
+from django.core.signals import setting_changed
+from django.db import connection, transaction
+from django.db.models import F
+from django.dispatch import receiver
+from django.template.backends.django import Template
+from django.template.loader import get_template
 from django.utils import timezone
 
 from notifications.models import Notification
+from notifications.selectors import OrderForEmail, order_for_email
 from orders.models import Order
 from outbox.delivery import InProgressElsewhere
 from payments.models import Payment
 from shipping.models import Shipment
+from shopflow.clock import db_later_sql, db_now_sql
 
 # What a failed order means for the customer's money, in plain language.
 FAILURE_EXPLANATIONS = {
@@ -42,103 +46,155 @@ def _money_note(payment: Payment | None) -> str:
     )
 
 
-def _context(order: Order) -> dict[str, Any]:
-    payment = Payment.objects.filter(order_id=order.id).first()
-    shipment = Shipment.objects.filter(order_id=order.id).first()
+def _context(mail: OrderForEmail) -> dict[str, Any]:
     return {
-        "order": order,
-        "items": list(order.items.all()),
-        "payment": payment,
-        "shipment": shipment,
-        "failure_explanation": FAILURE_EXPLANATIONS.get(order.failure_reason, ""),
-        "money_note": _money_note(payment),
+        "order": mail.order,
+        "items": mail.items,
+        "payment": mail.payment,
+        "shipment": mail.shipment,
+        "failure_explanation": FAILURE_EXPLANATIONS.get(mail.order.failure_reason, ""),
+        "money_note": _money_note(mail.payment),
     }
+
+
+@cache
+def _templates(kind: str) -> tuple[Template, Template, Template]:
+    """The subject, text and HTML templates of `kind`, loaded and compiled once per process.
+
+    Django's cached loader (the default since 4.1, DEBUG too) already keeps the
+    compiled templates, so this only skips its lookup per render (no difference
+    measured: ~0.25 ms for the three renders either way), and keeps the e-mail
+    compiled once whatever `loaders` the settings name.
+    """
+    base = f"notifications/email/{kind}"
+    return (
+        get_template(f"{base}_subject.txt"),
+        get_template(f"{base}.txt"),
+        get_template(f"{base}.html"),
+    )
+
+
+@receiver(setting_changed)
+def _templates_forget(*, setting: str, **kwargs: Any) -> None:
+    if setting == "TEMPLATES":  # a test swapped the engines: compile from the new ones
+        _templates.cache_clear()
+
+
+def _compose(kind: str, mail: OrderForEmail) -> EmailMultiAlternatives:
+    context = _context(mail)
+    subject, text, html = _templates(kind)
+    message = EmailMultiAlternatives(
+        subject=" ".join(subject.render(context).split()),
+        body=text.render(context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[mail.order.customer.email],
+    )
+    message.attach_alternative(html.render(context), "text/html")
+    return message
 
 
 def notification_compose(*, kind: str, order: Order) -> EmailMultiAlternatives:
     """The e-mail of `kind` about `order`, in text and HTML."""
-    context = _context(order)
-    base = f"notifications/email/{kind}"
-    subject = " ".join(render_to_string(f"{base}_subject.txt", context).split())
-    message = EmailMultiAlternatives(
-        subject=subject,
-        body=render_to_string(f"{base}.txt", context),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[order.customer.email],
+    mail = OrderForEmail(
+        order=order,
+        items=list(order.items.all()),
+        payment=Payment.objects.filter(order_id=order.id).first(),
+        shipment=Shipment.objects.filter(order_id=order.id).first(),
     )
-    message.attach_alternative(render_to_string(f"{base}.html", context), "text/html")
-    return message
+    return _compose(kind, mail)
 
 
-def notification_send(*, event_id: UUID, kind: str, order_id: UUID, attempt: int) -> Notification:
+def notification_send(*, event_id: UUID, kind: str, order_id: UUID, attempt: int) -> str:
     """Send the e-mail for (event, kind) unless it went out already, with no transaction open.
 
-    Claim the unique (event, kind) row and commit, send, then record the row
-    sent: a redelivered or replayed event finds it sent, and a copy of this
-    delivery running at the same time finds it claimed (`InProgressElsewhere`:
-    its delivery waits for its lease). An error releases the claim and
+    Claim the unique (event, kind) row (one statement, committed), read the
+    order (one statement), send, then record the row sent (one statement): a
+    redelivered or replayed event finds it sent, and a copy of this delivery
+    running at the same time finds it claimed (`InProgressElsewhere`: its
+    delivery waits for its lease). An error releases the claim and
     propagates, so the outbox retries and in the end dead-letters. The
     duplicates this cannot rule out: the server accepts the message and the
     sender dies before recording it; its claim expires after
     OUTBOX_LEASE_SECONDS (as the delivery's lease does) and the retry sends
     again (at-least-once, as with any side effect no transaction can take back).
+    Returns the notification's status: `sent`, `skipped` (no address), or what an
+    earlier delivery left it at.
     """
-    notification = _claim(event_id=event_id, kind=kind, order_id=order_id)
-    if notification.status != Notification.Status.SENDING:
-        return notification
-    order = Order.objects.select_related("customer").get(pk=order_id)
+    claimed = _claim(event_id=event_id, kind=kind, order_id=order_id)
+    if isinstance(claimed, str):
+        return claimed
     try:
-        message = notification_compose(kind=kind, order=order)
-        if order.customer.email:
+        mail = order_for_email(order_id)
+        message = _compose(kind, mail)
+        recipient = mail.order.customer.email
+        if recipient:
             message.send()
     except BaseException:
-        Notification.objects.filter(pk=notification.pk, status=Notification.Status.SENDING).update(
+        Notification.objects.filter(pk=claimed, status=Notification.Status.SENDING).update(
             status=Notification.Status.FAILED, claimed_until=None
         )
         raise
-    return _record_sent(notification, order=order, subject=message.subject, attempt=attempt)
+    return _record_sent(claimed, recipient=recipient, subject=message.subject, attempt=attempt)
 
 
-def _claim(*, event_id: UUID, kind: str, order_id: UUID) -> Notification:
-    """The (event, kind) row, claimed for this send (`sending`) unless it is sent or skipped."""
-    lease = timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
-    with transaction.atomic():
-        # INSERT … ON CONFLICT DO NOTHING, then lock: a racing copy waits on the unique
-        # index and then finds the row, without get_or_create's savepoint.
-        Notification.objects.bulk_create(
-            [Notification(event_id=event_id, kind=kind, order_id=order_id, status="failed")],
-            ignore_conflicts=True,
-        )
-        notification = Notification.objects.select_for_update().get(event_id=event_id, kind=kind)
-        if notification.status in (Notification.Status.SENT, Notification.Status.SKIPPED):
-            return notification
-        claimable = Q(status=Notification.Status.FAILED) | Q(claimed_until__lte=Now())
-        if not Notification.objects.filter(claimable, pk=notification.pk).update(
-            status=Notification.Status.SENDING, claimed_until=Now() + lease
-        ):
-            raise InProgressElsewhere(f"{notification} is being sent by another process")
-    notification.status = Notification.Status.SENDING
-    return notification
+_TABLE = Notification._meta.db_table
+_FIELD = Notification._meta.get_field
+_NOW = timezone.now
+# The claim: insert the (event, kind) row as `sending` until a lease from now, or
+# take over one whose send failed or whose sender's claim expired; the row's id if
+# claimed. A racing copy waits on the unique index (or the row), then finds the
+# claim taken: no row returned. `{now}` and `{later}` are the database's clock.
+_CLAIM_SQL = f"""
+INSERT INTO "{_TABLE}" ("event_id", "kind", "order_id", "recipient", "subject", "status",
+    "attempts", "error", "claimed_until", "resent_count", "created_at", "updated_at")
+VALUES (%s, %s, %s, '', '', %s, 0, '', {{later}}, 0, %s, %s)
+ON CONFLICT ("event_id", "kind") DO UPDATE SET "status" = EXCLUDED."status",
+    "claimed_until" = EXCLUDED."claimed_until"
+WHERE "{_TABLE}"."status" = %s
+   OR ("{_TABLE}"."status" = %s AND "{_TABLE}"."claimed_until" <= {{now}})
+RETURNING "id"
+"""
+# The row's status, when the claim did not take it (a redelivery, or a racing copy).
+_STATUS_SQL = f'SELECT "status" FROM "{_TABLE}" WHERE "event_id" = %s AND "kind" = %s'
+_RECORD_SENT_SQL = f"""
+UPDATE "{_TABLE}" SET "recipient" = %s, "subject" = %s, "status" = %s, "attempts" = %s,
+    "error" = '', "sent_at" = %s, "claimed_until" = NULL, "updated_at" = %s
+WHERE "id" = %s
+"""
 
 
-def _record_sent(
-    notification: Notification, *, order: Order, subject: str, attempt: int
-) -> Notification:
-    notification.recipient = order.customer.email
-    notification.subject = subject[:200]
-    notification.status = (
-        Notification.Status.SENT if order.customer.email else Notification.Status.SKIPPED
-    )
-    notification.attempts = attempt
-    notification.error = ""
-    notification.sent_at = timezone.now()
-    notification.claimed_until = None
-    notification.save(update_fields=_SENT_FIELDS)
-    return notification
+def _claim(*, event_id: UUID, kind: str, order_id: UUID) -> int | str:
+    """Claim the (event, kind) row for this send: its id; its status when sent or skipped.
+
+    Raises `InProgressElsewhere` when another send holds a live claim on it.
+    """
+    later, later_params = db_later_sql(settings.OUTBOX_LEASE_SECONDS)
+    created = _FIELD("created_at").get_db_prep_value(_NOW(), connection)
+    params = [
+        _FIELD("event_id").get_db_prep_value(event_id, connection), kind,
+        _FIELD("order_id").get_db_prep_value(order_id, connection),
+        Notification.Status.SENDING.value, *later_params, created, created,
+        Notification.Status.FAILED.value, Notification.Status.SENDING.value,
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL.format(later=later, now=db_now_sql()), params)
+        row = cursor.fetchone()
+        if row is not None:
+            return row[0]
+        cursor.execute(_STATUS_SQL, params[:2])
+        (status,) = cursor.fetchone()
+    if status in (Notification.Status.SENT, Notification.Status.SKIPPED):
+        return status
+    raise InProgressElsewhere(f"{kind} e-mail for {order_id} is being sent by another process")
 
 
-_SENT_FIELDS = ("recipient", "subject", "status", "attempts", "error", "sent_at", "claimed_until",
-                "updated_at")  # fmt: skip
+def _record_sent(pk: int, *, recipient: str, subject: str, attempt: int) -> str:
+    status = Notification.Status.SENT if recipient else Notification.Status.SKIPPED
+    now = _FIELD("sent_at").get_db_prep_value(_NOW(), connection)
+    params = [recipient, subject[:200], status.value, attempt, now, now, pk]
+    with connection.cursor() as cursor:
+        cursor.execute(_RECORD_SENT_SQL, params)
+    return status.value
 
 
 def notification_record_failure(

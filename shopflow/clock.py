@@ -48,3 +48,16 @@ def _now_sql(vendor: str) -> str:
 def db_now_sql() -> str:
     """`Now()` as raw SQL for this connection's database (`%` already escaped for params)."""
     return _now_sql(connection.vendor)
+
+
+def db_later_sql(seconds: float) -> tuple[str, tuple[object, ...]]:
+    """`db_later(seconds)` as raw SQL and its parameters, for this connection's database."""
+    return _later_sql(connection.vendor, seconds)
+
+
+@cache
+def _later_sql(vendor: str, seconds: float) -> tuple[str, tuple[object, ...]]:
+    del vendor  # the cache key, with the seconds
+    compiler = Query(None).get_compiler(connection=connection)
+    sql, params = compiler.compile(db_later(seconds))
+    return sql, tuple(params)
