@@ -64,13 +64,21 @@ class PostgresStore:
     """PostgreSQL: the named statements of `sql/queries.sql`, every engine field written."""
 
     def lock(self, saga_id: UUID) -> Locked | None:
-        rows = _run("lock_saga", {"saga_id": saga_id})
-        if not rows:
-            return None
-        *values, now = rows[0]
+        params = {"saga_id": saga_id}
+        with connection.cursor() as cursor:
+            lock, steps = _statements("lock_saga")
+            cursor.execute(lock, params)  # with the steps' statement, where it can
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            if steps:
+                cursor.execute(steps, params)
+            else:
+                cursor.nextset()
+            rows = cursor.fetchall()
+        *values, now = row
         saga = Saga.from_db(connection.alias, _SAGA_COLUMNS, values)
-        steps = [self._step(row) for row in _run("saga_steps", {"saga_id": saga_id})]
-        return saga, steps, now
+        return saga, [self._step(row) for row in rows], now
 
     def _step(self, row: tuple[Any, ...]) -> SagaStep:
         values = list(row)
@@ -123,6 +131,19 @@ def queries() -> dict[str, str]:
     return {
         name: _strip_comments(body) for name, body in zip(parts[1::2], parts[2::2], strict=True)
     }
+
+
+def _statements(name: str) -> tuple[str, str]:
+    """A query of two statements: both in one message, or each in its own.
+
+    Several statements with parameters go in one message with the client-side
+    binding Django uses by default (psycopg's simple query protocol), each with
+    a snapshot of its own; with server-side binding they are sent one by one.
+    """
+    if not connection.settings_dict["OPTIONS"].get("server_side_binding"):
+        return queries()[name], ""
+    first, second = queries()[name].split(";")
+    return first, second
 
 
 def _strip_comments(body: str) -> str:

@@ -2,16 +2,16 @@
 -- (sagas/store.py). Other databases take the ORM's path in the same module.
 
 -- lock_saga --
--- Lock the saga's row; it, then the database's time (every instant the engine compares)
+-- Lock the saga's row and read it with the database's time; then read its steps, in
+-- order, in a statement of its own (sagas.engine._lock says why), sent in the same
+-- round trip: in READ COMMITTED the second statement's snapshot is taken once the
+-- first holds the lock
 SELECT id, definition, key, status, current_step, cancel_requested, failure_reason,
     last_error, wake_at, resolution_note, resolved_at, created_at, updated_at, finished_at,
     STATEMENT_TIMESTAMP()
 FROM "sagas_saga"
 WHERE id = %(saga_id)s
-FOR UPDATE
-
--- saga_steps --
--- The saga's steps, in order; read once its lock is held (sagas.engine._lock says why)
+FOR UPDATE;
 SELECT id, saga_id, "index", name, status, attempts, compensation_attempts,
     compensation_attempts_before_retry, fence, result, last_error, in_doubt,
     next_attempt_at, lease_expires_at, started_at, finished_at, compensated_at
