@@ -114,7 +114,7 @@ def _claim_reservation(order_id: UUID, fence: Fence | None) -> Reservation | Non
     One statement with the fence's check (`fenced_insert`), no savepoint.
     """
     reservation = Reservation(order_id=order_id)
-    return reservation if fenced_insert(fence, reservation, unique="order_id") else None
+    return reservation if fenced_insert(fence, reservation) else None
 
 
 def _shortages(products: dict[str, Product], lines: Mapping[str, int]) -> list[Shortage]:

@@ -59,7 +59,7 @@ def payment_charge(
                       idempotency_key=idempotency_key)  # fmt: skip
     # INSERT … ON CONFLICT DO NOTHING, then read only if it was there: a racing call
     # waits on the unique index and finds the first one's row, without a savepoint.
-    if not fenced_insert(fence, payment, unique="order_id"):
+    if not fenced_insert(fence, payment):
         payment = Payment.objects.get(order_id=order_id)
     if payment.status in (Payment.Status.CAPTURED, Payment.Status.REFUNDED):
         return payment

@@ -96,7 +96,7 @@ def _record_booking(
     )
     with transaction.atomic():
         aggregate_lock("shipment", order_id)
-        if not fenced_insert(fence, shipment, unique="order_id"):
+        if not fenced_insert(fence, shipment):
             return Shipment.objects.get(order_id=order_id)
         events_record([ShipmentScheduled(order_id=order_id, tracking_number=tracking)])
     return shipment

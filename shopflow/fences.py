@@ -47,18 +47,19 @@ def fenced_write(fence: Fence | None, sql: str, params: Sequence[Any]) -> list[R
     return fence.write(sql, params)
 
 
-def fenced_insert(fence: Fence | None, instance: Model, *, unique: str) -> bool:
-    """Insert `instance` unless its `unique` column is taken, only while `fence` holds.
+def fenced_insert(fence: Fence | None, instance: Model) -> bool:
+    """Insert `instance` unless a row has one of its unique values, only while `fence` holds.
 
-    Whether it was inserted (then it has its primary key). One statement,
-    `INSERT … SELECT … WHERE {held} ON CONFLICT DO NOTHING RETURNING`: no
-    savepoint, and a racing insert of the same key waits on the unique index.
+    Whether it was inserted (then it has its primary key); if not, the caller
+    reads the row that was there. One statement, `INSERT … SELECT … WHERE
+    {held} ON CONFLICT DO NOTHING RETURNING`: no savepoint, and a racing insert
+    of the same key waits on the unique index, then does nothing.
     """
     fields = _insert_fields(type(instance))
     values = [
         field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
     ]
-    rows = fenced_write(fence, _insert_sql(type(instance), unique), values)
+    rows = fenced_write(fence, _insert_sql(type(instance)), values)
     if not rows:
         return False
     instance.pk = rows[0][0]
@@ -71,11 +72,11 @@ def _insert_fields(model: type[Model]) -> list[Any]:
 
 
 @cache
-def _insert_sql(model: type[Model], unique: str) -> str:
+def _insert_sql(model: type[Model]) -> str:
     quote = connection.ops.quote_name
     columns = ", ".join(quote(field.column) for field in _insert_fields(model))
     values = ", ".join(["%s"] * len(_insert_fields(model)))
     return (
         f"INSERT INTO {quote(model._meta.db_table)} ({columns}) SELECT {values} WHERE {{held}}"
-        f" ON CONFLICT ({quote(unique)}) DO NOTHING RETURNING {quote(model._meta.pk.column)}"
+        f" ON CONFLICT DO NOTHING RETURNING {quote(model._meta.pk.column)}"
     )
