@@ -1,5 +1,6 @@
 -- The saga engine's statements on PostgreSQL, each named once and loaded by name
 -- (sagas/store.py). Other databases take the ORM's path in the same module.
+-- Columns are listed in the models' field order (tests/sagas/test_saga_store.py checks).
 
 -- lock_saga --
 -- Lock the saga's row and read it with the database's time; then read its steps, in

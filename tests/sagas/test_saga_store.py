@@ -13,7 +13,8 @@ import psycopg
 import pytest
 from django.db import connection, transaction
 
-from sagas.models import SagaStep
+from sagas import store as store_module
+from sagas.models import Saga, SagaStep
 from sagas.store import store
 from tests.sagas.scenarios import place, saga_of
 
@@ -53,3 +54,11 @@ def test_an_advance_that_waited_for_the_lock_sees_the_step_its_twin_claimed(in_p
     twin.join()
     # then: it sees the twin's claim
     assert (steps[0].status, steps[0].fence) == (SagaStep.Status.RUNNING, step.fence + 1)
+
+
+def test_the_engines_sql_reads_every_field_of_saga_and_step_in_the_models_order():
+    # Model.from_db takes a full row in the models' field order: a field added to
+    # either model must be added to `sql/queries.sql` (and here) in its place.
+    saga_fields = tuple(field.attname for field in Saga._meta.concrete_fields)
+    step_fields = tuple(field.attname for field in SagaStep._meta.concrete_fields)
+    assert (saga_fields, step_fields) == (store_module._SAGA_COLUMNS, store_module._STEP_COLUMNS)
