@@ -113,11 +113,12 @@ def locked(**lookup: Any) -> tuple[Saga | None, datetime]:
 def _lock(saga_id: UUID) -> _Held | None:
     """Lock the saga's row (with the database's time), then read its steps.
 
-    Two statements, not one join: a transaction that waited for the saga's lock
-    sees the saga as the lock holder committed it, but in READ COMMITTED the
-    rows joined to it would still be those of the join's own snapshot (PostgreSQL
-    re-checks only the locked row), so a duplicate advance would claim a step
-    its twin had just claimed. The steps' query starts after the lock is held.
+    Two statements (in one round trip on PostgreSQL), not one join: a
+    transaction that waited for the saga's lock sees the saga as the lock
+    holder committed it, but in READ COMMITTED the rows joined to it would
+    still be those of the join's own snapshot (PostgreSQL re-checks only the
+    locked row), so a duplicate advance would claim a step its twin had just
+    claimed. The steps' statement takes its snapshot after the lock is held.
 
     Only the saga's row is locked: a step's row is locked by its attempt's fence
     while the action writes, and the engine must not wait for it while holding
