@@ -49,11 +49,13 @@ class _Renewer:
         self.leases: set[_Lease] = set()
         self.thread: threading.Thread | None = None
         self.pid = os.getpid()
+        # Whether the thread may hold a database connection, closed once no lease is left.
+        self.connected = False
 
     def hold(self, lease: _Lease) -> None:
         with self.changed:
             if self.pid != os.getpid():  # forked: the parent's thread did not come along
-                self.thread, self.pid, self.leases = None, os.getpid(), set()
+                self.thread, self.pid, self.leases, self.connected = None, os.getpid(), set(), False
             self.leases.add(lease)
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="lease-renewal", daemon=True)
@@ -65,6 +67,8 @@ class _Renewer:
             self.leases.discard(lease)
             while lease.renewing:
                 self.changed.wait()
+            if self.connected and not self.leases:
+                self.changed.notify_all()  # the thread closes its connection now
 
     def _run(self) -> None:
         while True:
@@ -80,9 +84,11 @@ class _Renewer:
                 if due:
                     for lease in due:
                         lease.renewing = True
+                    self.connected = True  # renewing may open this thread's connection
                     return due
-                if not self.leases:
-                    connection.close()  # this thread's own connection, if it opened one
+                if not self.leases and self.connected:
+                    connection.close()  # this thread's own connection
+                    self.connected = False
                 wait = min((lease.due for lease in self.leases), default=now + 60) - now
                 self.changed.wait(wait)
 

@@ -5,6 +5,7 @@ import time
 
 from shopflow import leases
 from shopflow.leases import lease_renewed
+from tests.conftest import wait_until
 
 
 def test_a_slow_block_is_renewed_every_interval_and_never_after_it_ends():
@@ -57,3 +58,9 @@ def test_a_block_that_ends_waits_for_its_renewal_under_way():
     with lease_renewed(slow_renew, every=0.01, longest=10):
         renewing.wait(1)
     assert finished.is_set()
+
+
+def test_the_renewal_thread_lets_go_of_its_connection_once_no_lease_is_left():
+    with lease_renewed(lambda: True, every=0.01, longest=1):
+        time.sleep(0.05)
+    assert wait_until(lambda: not leases._renewer.connected, timeout=1, interval=0.01)
