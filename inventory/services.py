@@ -7,13 +7,12 @@ deadlocking, and availability read under the lock cannot be oversold.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from uuid import UUID
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Case, F, Value, When
-from django.utils import timezone
 
 from inventory.events import (
     ProductRestocked,
@@ -26,6 +25,7 @@ from inventory.events import (
 )
 from inventory.models import Product, Reservation, ReservationLine
 from outbox.services import events_record
+from shopflow.fences import Fence, fenced_insert
 
 
 class InsufficientStock(Exception):
@@ -77,22 +77,21 @@ def _lock_reservation(order_id: UUID) -> Reservation | None:
 
 
 def reservation_create(
-    *, order_id: UUID, lines: Mapping[str, int], fence: Callable[[], None] | None = None
+    *, order_id: UUID, lines: Mapping[str, int], fence: Fence | None = None
 ) -> Reservation:
     """Reserve every line for the order, or none (raises `InsufficientStock`).
 
     Idempotent: a reservation that already exists for the order is returned
     unchanged. A rejection is recorded as `inventory.reservation_rejected`.
-    `fence` runs first in the transaction and raises to refuse the whole write
-    (a saga attempt that is no longer its step's current one).
+    `fence` guards the reservation's insert, the transaction's first write, and
+    raises to refuse the whole write (a saga attempt that is no longer its
+    step's current one).
     """
     # A non-positive quantity would pass the availability check and lower `reserved`.
     if not lines or any(quantity <= 0 for quantity in lines.values()):
         raise ValueError("a reservation needs at least one line, each with a positive quantity")
     with transaction.atomic():
-        if fence is not None:
-            fence()
-        reservation = _claim_reservation(order_id)
+        reservation = _claim_reservation(order_id, fence)
         if reservation is None:
             return Reservation.objects.get(order_id=order_id)
         products = _lock_products(lines)
@@ -107,37 +106,15 @@ def reservation_create(
     return reservation
 
 
-def _claim_reservation(order_id: UUID) -> Reservation | None:
+def _claim_reservation(order_id: UUID, fence: Fence | None) -> Reservation | None:
     """Insert the order's reservation row, or None if the order already has one.
 
     Inserted before any stock lock: a concurrent call for the same order waits
     on the unique index, then finds this one, whatever SKUs either asked for.
-    `ON CONFLICT DO NOTHING` (PostgreSQL, SQLite) instead of catching the
-    IntegrityError: no savepoint, one statement.
+    One statement with the fence's check (`fenced_insert`), no savepoint.
     """
-    now = timezone.now()
-    reservation = Reservation(order_id=order_id, created_at=now, updated_at=now)
-    values = [_db_value(reservation, name) for name in _CLAIM_FIELDS]
-    with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, values)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    reservation.pk = row[0]
-    reservation._state.adding, reservation._state.db = False, connection.alias
-    return reservation
-
-
-_CLAIM_FIELDS = ("order_id", "status", "created_at", "updated_at")
-_CLAIM_SQL = (
-    f"INSERT INTO {Reservation._meta.db_table} ({', '.join(_CLAIM_FIELDS)})"
-    f" VALUES (%s, %s, %s, %s) ON CONFLICT (order_id) DO NOTHING RETURNING id"
-)
-
-
-def _db_value(instance: Reservation, name: str) -> object:
-    field = Reservation._meta.get_field(name)
-    return field.get_db_prep_save(getattr(instance, name), connection)
+    reservation = Reservation(order_id=order_id)
+    return reservation if fenced_insert(fence, reservation) else None
 
 
 def _shortages(products: dict[str, Product], lines: Mapping[str, int]) -> list[Shortage]:

@@ -14,7 +14,6 @@ and that same row serves the step's action: everything an action reads of it
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -32,11 +31,11 @@ from shipping.carriers import CarrierError, CarrierRejected
 from shipping.models import Shipment
 from shipping.services import shipment_cancel, shipment_schedule
 from shopflow.clock import db_now
+from shopflow.fences import Fence
 
 logger = logging.getLogger("shopflow.orders")
 
 FULFILMENT = "order_fulfilment"
-Fence = Callable[[], None]
 
 
 # Where a saga instance keeps the order read at its last step boundary. A saga

@@ -8,18 +8,20 @@ then recorded with its event in a short transaction of its own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from uuid import UUID
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.utils import timezone
 
+from outbox.services import events_record
 from payments import events
 from payments.gateways import GatewayError, PaymentDeclined, get_gateway
 from payments.models import Payment
 from shopflow.clock import db_now
+from shopflow.fences import Fence, fenced_insert, fenced_write
 
 logger = logging.getLogger("shopflow.payments")
 
@@ -31,9 +33,6 @@ def _outside_transaction(action: str) -> None:
 
 class PaymentClosed(Exception):
     """The payment was closed by a compensation that found no charge: it is not charged now."""
-
-
-Fence = Callable[[], None]
 
 
 def payment_charge(
@@ -56,15 +55,11 @@ def payment_charge(
     one lands, is found by the compensation through the key.
     """
     _outside_transaction("payment_charge")
-    with transaction.atomic():
-        _check(fence)
-        # INSERT … ON CONFLICT DO NOTHING, then read: a racing call waits on the unique
-        # index and finds the first one's row, without get_or_create's savepoint.
-        Payment.objects.bulk_create(
-            [Payment(order_id=order_id, amount=amount, currency=currency, token=token,
-                     idempotency_key=idempotency_key)],
-            ignore_conflicts=True,
-        )  # fmt: skip
+    payment = Payment(order_id=order_id, amount=amount, currency=currency, token=token,
+                      idempotency_key=idempotency_key)  # fmt: skip
+    # INSERT … ON CONFLICT DO NOTHING, then read only if it was there: a racing call
+    # waits on the unique index and finds the first one's row, without a savepoint.
+    if not fenced_insert(fence, payment):
         payment = Payment.objects.get(order_id=order_id)
     if payment.status in (Payment.Status.CAPTURED, Payment.Status.REFUNDED):
         return payment
@@ -82,12 +77,7 @@ def payment_charge(
     except PaymentDeclined as exc:
         _record_decline(payment.pk, str(exc), fence)
         raise
-    return _record_capture(payment.pk, charge.reference, fence)
-
-
-def _check(fence: Fence | None) -> None:
-    if fence is not None:
-        fence()
+    return _record_capture(payment, charge.reference, fence)
 
 
 def _refund_late_charge(payment: Payment) -> bool:
@@ -132,23 +122,32 @@ def payments_late_charges_refund(*, limit: int = 100) -> int:
 _UNSETTLED = (Payment.Status.PENDING, Payment.Status.DECLINED)
 
 
-def _record_capture(payment_pk: int, reference: str, fence: Fence | None = None) -> Payment:
+def _record_capture(payment: Payment, reference: str, fence: Fence | None = None) -> Payment:
+    """Record the charge found under the payment's key, unless a charge is recorded already.
+
+    One UPDATE, its row lock the payment aggregate's for the event, guarded by
+    `fence` if any; only if it changed nothing is the payment read again.
+    """
     with transaction.atomic():
-        _check(fence)
-        payment = Payment.objects.select_for_update().get(pk=payment_pk)
-        if payment.status in _UNSETTLED:
-            payment.status = Payment.Status.CAPTURED
-            payment.provider_ref = reference
-            payment.raise_event(
-                events.PaymentCaptured(
-                    order_id=payment.order_id,
-                    amount=payment.amount,
-                    currency=payment.currency,
-                    provider_ref=reference,
-                )
-            )
-            payment.save(update_fields=["status", "provider_ref", "updated_at"])
+        now = timezone.now()
+        params = [Payment.Status.CAPTURED, reference, now, payment.pk, *_UNSETTLED]
+        if not fenced_write(fence, _CAPTURE_SQL, params):
+            return Payment.objects.get(pk=payment.pk)
+        payment.status, payment.provider_ref, payment.updated_at = (
+            Payment.Status.CAPTURED,
+            reference,
+            now,
+        )
+        events_record([
+            events.PaymentCaptured(order_id=payment.order_id, amount=payment.amount,
+                                   currency=payment.currency, provider_ref=reference)
+        ])  # fmt: skip
     return payment
+
+
+_CAPTURE_SQL = f"""
+UPDATE {Payment._meta.db_table} SET status = %s, provider_ref = %s, updated_at = %s
+WHERE id = %s AND status IN (%s, %s) AND {{held}} RETURNING id"""
 
 
 def _close(payment_pk: int) -> Payment:
@@ -163,7 +162,8 @@ def _close(payment_pk: int) -> Payment:
 
 def _record_decline(payment_pk: int, reason: str, fence: Fence | None) -> None:
     with transaction.atomic():
-        _check(fence)
+        if fence is not None:
+            fence()
         payment = Payment.objects.select_for_update().get(pk=payment_pk)
         if payment.status == Payment.Status.PENDING:
             payment.status = Payment.Status.DECLINED
@@ -195,7 +195,7 @@ def payment_refund(*, order_id: UUID) -> Payment | None:
     if payment is not None and payment.status in _UNSETTLED:
         charge = get_gateway().find_charge(idempotency_key=payment.idempotency_key)
         if charge is not None:
-            payment = _record_capture(payment.pk, charge.reference)
+            payment = _record_capture(payment, charge.reference)
         else:  # nothing to refund; a call still in flight refunds its own charge
             payment = _close(payment.pk)
     if payment is None or payment.status != Payment.Status.CAPTURED:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sagas.models import Saga
+from shopflow.fences import Fence
 
 
 class PermanentFailure(Exception):
@@ -22,8 +23,8 @@ class TransientFailure(Exception):
 
 
 # An action gets the attempt's fence: it passes it to every service that writes
-# what the action did, which calls it inside the writing transaction (sagas/fencing.py).
-Action = Callable[[Saga, Callable[[], None]], dict[str, Any] | None]
+# what the action did, which writes through it (shopflow/fences.py, sagas/fencing.py).
+Action = Callable[[Saga, Fence], dict[str, Any] | None]
 Compensation = Callable[[Saga], None]
 
 

@@ -6,10 +6,11 @@ step's action or compensation outside any transaction, then record the outcome
 recording transaction also claims it, and the same call performs it, up to
 `moves` in a row (the `sagas.advance` task passes SAGA_MOVES_PER_TASK);
 otherwise, or past that budget, the next move is a new task scheduled after
-commit. Each transaction reads the saga, its steps and the database's time in
-one query (`_lock`) and writes only what changed. Duplicated or stale calls
-are harmless: a claim gives the step a lease and a
-fencing token, and only the holder of the latest token may write what it did
+commit. Each transaction locks the saga and reads it with the database's
+time, then reads its steps, and writes what it changed in one statement
+(`sagas/store.py`: named SQL on PostgreSQL, the ORM elsewhere). Duplicated or
+stale calls are harmless: a claim gives the step a lease and a fencing
+token, and only the holder of the latest token may write what it did
 or record its outcome (`sagas/fencing.py`). A lost call is brought back by
 the watchdog, which looks at `Saga.wake_at`. Every instant compared across
 processes (leases, backoffs, `wake_at`) is the database's, read with the
@@ -32,6 +33,7 @@ from django.db.models.functions import Now
 from sagas.definitions import PermanentFailure, SagaDefinition, get_definition
 from sagas.fencing import Fence, StaleAttempt, lease_kept
 from sagas.models import Saga, SagaStep
+from sagas.store import SAGA_FIELDS, STEP_FIELDS, store
 from shopflow.clock import db_now
 
 logger = logging.getLogger("shopflow.sagas")
@@ -111,50 +113,40 @@ def locked(**lookup: Any) -> tuple[Saga | None, datetime]:
 def _lock(saga_id: UUID) -> _Held | None:
     """Lock the saga's row (with the database's time), then read its steps.
 
-    Two statements, not one join: a transaction that waited for the saga's lock
-    sees the saga as the lock holder committed it, but in READ COMMITTED the
-    rows joined to it would still be those of the join's own snapshot (PostgreSQL
-    re-checks only the locked row), so a duplicate advance would claim a step
-    its twin had just claimed. The steps' query starts after the lock is held.
+    Two statements (in one round trip on PostgreSQL), not one join: a
+    transaction that waited for the saga's lock sees the saga as the lock
+    holder committed it, but in READ COMMITTED the rows joined to it would
+    still be those of the join's own snapshot (PostgreSQL re-checks only the
+    locked row), so a duplicate advance would claim a step its twin had just
+    claimed. The steps' statement takes its snapshot after the lock is held.
 
     Only the saga's row is locked: a step's row is locked by its attempt's fence
     while the action writes, and the engine must not wait for it while holding
     the saga (the fence holder never needs the saga).
     """
-    saga, now = locked(pk=saga_id)
-    if saga is None:
+    locked_saga = store().lock(saga_id)
+    if locked_saga is None:
         return None
-    rows = list(SagaStep.objects.filter(saga_id=saga_id).order_by("index"))
+    saga, rows, now = locked_saga
     for step in rows:
         step.saga = saga  # one instance, as `saga.steps` would share
     definition = get_definition(saga.definition)
     held = _Held(saga, definition, {step.index: step for step in rows}, now)
-    held.read = {None: _fields(saga, _SAGA_FIELDS)}
-    held.read.update((step.index, _fields(step, _STEP_FIELDS)) for step in rows)
+    held.read = {None: _fields(saga, SAGA_FIELDS)}
+    held.read.update((step.index, _fields(step, STEP_FIELDS)) for step in rows)
     return held
 
 
 def _save(held: _Held, *, touch: bool) -> None:
-    """Write the fields this transaction changed: the claimed or recorded steps', the saga's.
+    """Write what this transaction changed: the claimed or recorded steps, the saga.
 
-    With `touch`, the saga's `updated_at` is written even if nothing else of it
-    changed, as recording a move does (the watchdog reads it).
+    With `touch`, the saga is written (its `updated_at`, which the watchdog
+    reads) even if nothing else of it changed, as recording a move does.
     """
-    for index in sorted(held.changed):
-        step = held.steps[index]
-        step.save(update_fields=_changed(step, held.read[index]))
-    saga = held.saga
-    fields = _changed(saga, held.read[None])
-    if fields or touch:
-        saga.save(update_fields=[*fields, "updated_at"])
-
-
-# The fields the engine writes, of the saga and of a step.
-_SAGA_FIELDS = ("status", "current_step", "cancel_requested", "failure_reason", "last_error",
-                "wake_at", "finished_at")  # fmt: skip
-_STEP_FIELDS = ("status", "attempts", "compensation_attempts", "fence", "result", "last_error",
-                "in_doubt", "next_attempt_at", "lease_expires_at", "started_at", "finished_at",
-                "compensated_at")  # fmt: skip
+    steps = [(held.steps[i], _changed(held.steps[i], held.read[i])) for i in sorted(held.changed)]
+    saga_fields = _changed(held.saga, held.read[None])
+    if steps or saga_fields or touch:
+        store().save((held.saga, saga_fields), steps)
 
 
 def _fields(instance: Saga | SagaStep, names: tuple[str, ...]) -> dict[str, Any]:

@@ -5,10 +5,12 @@ attempt whose lease ran out (a slow provider, a GC pause, a frozen VM) may
 still be running when the engine has given the step to a newer attempt, or
 moved on to compensate it. Every local write an action makes (the
 reservation, the recorded capture, the recorded booking) therefore calls its
-`Fence` inside the writing transaction: the step row is locked there until
-commit, and the write goes through only while the token is still the step's
-current running one. A stale attempt's provider effect is never recorded by
-it; compensation finds it through the step's idempotency key.
+`Fence` with the write itself (`Fence.write`): one statement locks the step's
+row until commit and writes only if the token is still the step's current
+running one, so a claim re-taking the step waits for that commit, and a write
+that waited for a claim finds the new token and writes nothing. A stale
+attempt's provider effect is never recorded by it; compensation finds it
+through the step's idempotency key.
 
 While an action runs, `lease_kept` renews its lease from a thread, so a call
 slower than the lease does not lose its step; a process that stops (killed,
@@ -17,16 +19,19 @@ frozen) stops renewing, and its lease runs out.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models.functions import Now
 
 from sagas.models import Saga, SagaStep
 from shopflow.clock import db_later
+from shopflow.fences import HELD_ALWAYS, Row, execute
 from shopflow.leases import lease_renewed
 
 
@@ -36,7 +41,7 @@ class StaleAttempt(Exception):
 
 @dataclass(frozen=True)
 class Fence:
-    """One attempt of one step, by its fencing token; call it before each local write."""
+    """One attempt of one step, by its fencing token: each local write goes through it."""
 
     saga_id: UUID
     step_index: int
@@ -59,9 +64,46 @@ class Fence:
             .values_list("pk", flat=True)
         )
         if not list(current):
-            raise StaleAttempt(
-                f"saga {self.saga_id} step {self.step_index}: attempt {self.token} is stale"
-            )
+            raise self._stale()
+
+    def write(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """Run the write `sql` only while this attempt holds its step; its RETURNING rows.
+
+        `sql` marks its condition `{held}`. On PostgreSQL the step's row is
+        locked (`FOR UPDATE`, until commit) in the same statement, and the
+        write's condition is that the lock found the row with this token,
+        running. In READ COMMITTED a claim that bumped the token first makes
+        the lock wait for it and re-check the new row: nothing is written. A
+        claim that comes later waits for this transaction. On SQLite, whose
+        writers run one at a time, the fence is checked, then the write runs.
+        """
+        if connection.vendor != "postgresql":
+            with transaction.atomic():
+                self()
+                return execute(sql.replace("{held}", HELD_ALWAYS), params)
+        write = sql.replace("{held}", "EXISTS (SELECT FROM fence)")
+        ids = [self.saga_id, self.step_index, self.token, SagaStep.Status.RUNNING]
+        rows = execute(_FENCED_SQL.format(write=write), [*ids, *params])
+        if not rows[0][0]:
+            raise self._stale()
+        return [row[1:] for row in rows if row[1] is not None]
+
+    def _stale(self) -> StaleAttempt:
+        return StaleAttempt(
+            f"saga {self.saga_id} step {self.step_index}: attempt {self.token} is stale"
+        )
+
+
+# The fenced write's rows: whether the attempt held, then what the write returned (its
+# first column never null), or nulls if it wrote nothing.
+_FENCED_SQL = f"""
+WITH fence AS (
+    SELECT 1 FROM {SagaStep._meta.db_table}
+    WHERE saga_id = %s AND "index" = %s AND fence = %s AND status = %s
+    FOR UPDATE
+), written AS ({{write}})
+SELECT held.held, written.*
+FROM (SELECT EXISTS (SELECT FROM fence) AS held) held LEFT JOIN written ON TRUE"""
 
 
 def lease_renew(saga_id: UUID, step_index: int, token: int) -> bool:

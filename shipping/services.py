@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -20,6 +19,7 @@ from shipping.carriers import CarrierError, CarrierRejected, get_carrier
 from shipping.events import ShipmentCancelled, ShipmentRejected, ShipmentScheduled
 from shipping.models import Shipment
 from shopflow.clock import db_now
+from shopflow.fences import Fence, fenced_insert, fenced_write
 
 logger = logging.getLogger("shopflow.shipping")
 
@@ -31,9 +31,6 @@ class UnknownTrackingNumber(LookupError):
 def _outside_transaction(action: str) -> None:
     if connection.in_atomic_block:
         raise RuntimeError(f"{action} calls the carrier and must not run in a transaction")
-
-
-Fence = Callable[[], None]
 
 
 def _check(fence: Fence | None) -> None:
@@ -56,9 +53,7 @@ def shipment_schedule(
     anyway is found by the compensation through the key.
     """
     _outside_transaction("shipment_schedule")
-    with transaction.atomic():
-        _check(fence)
-        existing = Shipment.objects.filter(order_id=order_id).first()
+    existing = _booked(order_id, fence)
     if existing is not None:
         return existing
     try:
@@ -67,27 +62,43 @@ def shipment_schedule(
         )
     except CarrierRejected as exc:
         with transaction.atomic():
-            _check(fence)
             aggregate_lock("shipment", order_id)  # no shipment row to lock
+            _check(fence)
             events_record([ShipmentRejected(order_id=order_id, reason=str(exc))])
         raise
     return _record_booking(order_id, tracking, idempotency_key, fence)
 
 
+def _booked(order_id: UUID, fence: Fence | None) -> Shipment | None:
+    """The order's shipment if it has one; first, the fence refuses a stale attempt.
+
+    One statement, in autocommit: no write follows here, so nothing needs the
+    fence's lock beyond it (the booking's record checks the fence again).
+    """
+    order = Shipment._meta.get_field("order_id").get_db_prep_value(order_id, connection)
+    rows = fenced_write(fence, _BOOKED_SQL, [order])
+    return Shipment.objects.get(pk=rows[0][0]) if rows else None
+
+
+_BOOKED_SQL = f"SELECT id FROM {Shipment._meta.db_table} WHERE order_id = %s AND {{held}}"
+
+
 def _record_booking(
     order_id: UUID, tracking: str, idempotency_key: str, fence: Fence | None = None
 ) -> Shipment:
+    """Record the booking, once: the first to record it wins, a later one reads it.
+
+    Under the shipment's lock, which every writer of an order's shipment and its
+    events takes (a rejection too), then the insert guarded by `fence`.
+    """
+    shipment = Shipment(
+        order_id=order_id, tracking_number=tracking, idempotency_key=idempotency_key
+    )
     with transaction.atomic():
-        _check(fence)
-        # Every writer of an order's shipment takes this lock, so read-then-insert is safe
-        # here without get_or_create's savepoint; it serialises with a rejection too.
         aggregate_lock("shipment", order_id)
-        shipment = Shipment.objects.filter(order_id=order_id).first()
-        if shipment is None:
-            shipment = Shipment.objects.create(
-                order_id=order_id, tracking_number=tracking, idempotency_key=idempotency_key
-            )
-            events_record([ShipmentScheduled(order_id=order_id, tracking_number=tracking)])
+        if not fenced_insert(fence, shipment):
+            return Shipment.objects.get(order_id=order_id)
+        events_record([ShipmentScheduled(order_id=order_id, tracking_number=tracking)])
     return shipment
 
 
