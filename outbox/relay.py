@@ -270,20 +270,19 @@ def _taken(pending: queue.SimpleQueue, handed: list) -> list:
 
 
 def _workers_behind(handed: list[tuple[str, list[tuple[int, str]]]]) -> bool:
-    """Whether a queue these deliveries go to still holds messages no worker has taken."""
-    from shopflow.celery import app
+    """Whether a queue these deliveries go to holds OUTBOX_DISPATCH_LINGER_DEPTH untaken messages.
+
+    As this process's last publish to it found it (Redis' LPUSH answers with the
+    queue's length): no round trip before a publish, and a queue that is only
+    momentarily non-empty, a message a worker is about to take, costs no linger.
+    """
+    from shopflow.broker import queue_depth_seen
 
     if not settings.OUTBOX_DISPATCH_LINGER_SECONDS:
         return False
     queues = {_queue_of(handler) for _, rows in handed for _, handler in rows}
-    try:
-        with app.producer_or_acquire() as producer:
-            return any(
-                producer.channel.queue_declare(queue=name, passive=True).message_count
-                for name in queues
-            )
-    except Exception:  # no linger then; the publish that follows reports a broker error
-        return False
+    # The depth seen includes the message that publish added.
+    return any(queue_depth_seen(name) > settings.OUTBOX_DISPATCH_LINGER_DEPTH for name in queues)
 
 
 def _dispatch_batch(handed: list[tuple[str, list[tuple[int, str]]]]) -> None:

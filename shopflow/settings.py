@@ -232,6 +232,10 @@ OUTBOX_DISPATCH_ON_COMMIT = env.bool("OUTBOX_DISPATCH_ON_COMMIT", default=True)
 # Seconds the dispatcher waits to gather more commits into one message while a handler
 # queue still holds messages no worker has taken (busy workers: fewer, fuller messages).
 OUTBOX_DISPATCH_LINGER_SECONDS = env.float("OUTBOX_DISPATCH_LINGER_SECONDS", default=0.02)
+# ... only once a handler queue holds at least this many messages no worker has taken (as
+# the process's last publish to it found it; Redis broker only). A message a worker is about
+# to take is not a backlog: lingering then only adds latency.
+OUTBOX_DISPATCH_LINGER_DEPTH = env.int("OUTBOX_DISPATCH_LINGER_DEPTH", default=4)
 # Deliveries claimed per relay round trip.
 OUTBOX_BATCH_SIZE = env.int("OUTBOX_BATCH_SIZE", default=500)
 # Deliveries per Celery message; smaller spreads a batch over more worker processes.
