@@ -184,8 +184,13 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
-# Short tasks; the outbox lease, not the broker, recovers lost messages.
-CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=16)
+# Messages each pool process may have reserved ahead. Few: a backlog stays in the broker,
+# where the outbox's dispatcher sees it (OUTBOX_DISPATCH_LINGER_DEPTH) and gathers commits
+# into fuller messages; prefetched ones hide it, and wait behind each other in the worker
+# (at 100 events/s on a starved worker, bench/path_latency.py: p50 ~1 s with 16, ~0.3 s with 4,
+# ~0.15 s with 1, but 1 costs ~0.5 ms more worker CPU per message than 4 or 16).
+# The outbox lease, not the broker, recovers lost messages.
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
 # Tasks a worker process runs on one database connection before reconnecting. Unset,
 # Celery reconnects around every task (celery#9824), a new PostgreSQL backend each
 # time; shopflow.celery drops broken or CONN_MAX_AGE-expired connections between tasks.
