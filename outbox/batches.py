@@ -106,11 +106,12 @@ def _alone_again(
     items: list[Batched], running: list[Batched], outcomes: dict[int, Outcome]
 ) -> list[Outcome]:
     """After a rolled-back batch: each started delivery in its own transaction, start kept."""
-    for item in running:
+    started = {item.delivery.pk for item in running}
+    for item in items:
         begun = time.monotonic()
-        outcome = run_started(item.delivery, item.handler, item.event)
-        outcomes[item.delivery.pk] = outcome
-        log_outcome(item.delivery, outcome, time.monotonic() - begun)
+        if item.delivery.pk in started:
+            outcomes[item.delivery.pk] = run_started(item.delivery, item.handler, item.event)
+        log_outcome(item.delivery, outcomes[item.delivery.pk], time.monotonic() - begun)
     return [outcomes[item.delivery.pk] for item in items]
 
 
