@@ -65,6 +65,9 @@ class WorkerDied(Exception):
 class Outcome:
     status: str  # done, retry, dead, skipped
     error: str = ""
+    # Done, and a later delivery of its (handler, aggregate) was pending when it was
+    # flipped: the worker relays successors only for these (see `_FOLLOWED`).
+    followed: bool = True
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -74,7 +77,7 @@ def backoff_seconds(attempt: int) -> float:
 
 
 def deliveries_process(lease_id: str, ids: list[int]) -> list[Outcome]:
-    """Process the deliveries of one relay message, in id order.
+    """Process the deliveries of one relay message: a batch first, then one by one in id order.
 
     A delivery leased again since this message was sent is processed all the
     same: when messages wait in the broker longer than a lease, the relay leases
@@ -83,13 +86,18 @@ def deliveries_process(lease_id: str, ids: list[int]) -> list[Outcome]:
     the row lock keeps it once in effect; a delivery not leased (waiting out a
     backoff) is left to its next claim.
     """
+    from outbox.batches import batch_process, batchable
+
     del lease_id  # the claim that sent this message; any claim of the row will do (above)
     deliveries = _leased(ids)
+    batched, alone = batchable(deliveries)
     # Suspects last (the relay sends them alone, but a stale message may not): one
     # may kill this process again, and would take the rest of the message with it.
-    deliveries.sort(key=lambda d: d.started_lease_id is not None)
-    outcomes = [delivery_process(d) for d in deliveries]
-    _relay_successors(d for d, o in zip(deliveries, outcomes, strict=True) if o.status == "done")
+    alone.sort(key=lambda d: d.started_lease_id is not None)
+    processed = [item.delivery for item in batched] + alone
+    outcomes = batch_process(batched) + _one_by_one(alone)
+    done = zip(processed, outcomes, strict=True)
+    _relay_successors(d for d, o in done if o.status == "done" and o.followed)
     return outcomes
 
 
@@ -139,19 +147,67 @@ def _relay_successors(done: Iterable[Delivery]) -> None:
         logger.warning("relaying successors failed; beat will drain", exc_info=True)
 
 
+@dataclass
+class _Next:
+    """The next delivery of a message, whose start the current delivery's transaction commits.
+
+    `started`: True once that transaction committed the start, False when the
+    start was refused (a duplicate message), None when it was not committed.
+    """
+
+    delivery: Delivery
+    started: bool | None = None
+
+
+def _one_by_one(deliveries: list[Delivery]) -> list[Outcome]:
+    """Each delivery in its own transaction, which also commits the next one's start.
+
+    Folding the next start into the transaction before it saves a commit per
+    delivery and keeps the rule the worker-death guarantee rests on: a start is
+    committed before its handler runs. A suspect or a handler with no
+    transaction (`atomic=False`) gets a start of its own, as does a delivery
+    whose predecessor's transaction rolled back.
+    """
+    outcomes: list[Outcome] = []
+    started: bool | None = None
+    for current, following in zip(deliveries, [*deliveries[1:], None], strict=False):
+        chained = _Next(following) if _foldable(current, following) else None
+        outcomes.append(_process(current, started=started, following=chained))
+        started = chained.started if chained else None
+    return outcomes
+
+
+def _foldable(current: Delivery, following: Delivery | None) -> bool:
+    if following is None or following.started_lease_id is not None:
+        return False
+    try:
+        return get_handler(current.handler).atomic and get_handler(following.handler).atomic
+    except UnknownHandler:
+        return False
+
+
 def delivery_process(delivery: Delivery) -> Outcome:
     """Count a start, run the delivery's handler once; record success, a retry or a dead letter."""
-    started = time.monotonic()
-    outcome = _attempt(delivery)
-    _log(delivery, outcome, time.monotonic() - started)
+    return _process(delivery)
+
+
+def _process(
+    delivery: Delivery, *, started: bool | None = None, following: _Next | None = None
+) -> Outcome:
+    """`delivery_process`, its start maybe already committed (or refused) by the one before."""
+    begun = time.monotonic()
+    outcome = _attempt(delivery, started, following)
+    log_outcome(delivery, outcome, time.monotonic() - begun)
     return outcome
 
 
-def _attempt(delivery: Delivery) -> Outcome:
+def _attempt(delivery: Delivery, started: bool | None, following: _Next | None) -> Outcome:
     limit = _max_attempts(delivery.handler)
-    if delivery.started_lease_id is not None and _bury_if_out_of_attempts(delivery, limit):
-        return Outcome("dead", f"{_DIED}{delivery.attempts}{_LAST_OF.format(limit)}")
-    if not _start(delivery):
+    if started is None:
+        if delivery.started_lease_id is not None and _bury_if_out_of_attempts(delivery, limit):
+            return Outcome("dead", f"{_DIED}{delivery.attempts}{_LAST_OF.format(limit)}")
+        started = _start(delivery)
+    if not started:
         return Outcome("skipped")
     try:
         handler = get_handler(delivery.handler)
@@ -163,7 +219,7 @@ def _attempt(delivery: Delivery) -> Outcome:
         # deploy may take, OUTBOX_VERSION_SKEW_MAX_ATTEMPTS), newer code takes it.
         skew_limit = max(limit, settings.OUTBOX_VERSION_SKEW_MAX_ATTEMPTS)
         return _fail(delivery, exc, permanent=False, max_attempts=skew_limit)
-    return _run(delivery, handler, event)
+    return run_started(delivery, handler, event, following)
 
 
 def _max_attempts(handler_name: str) -> int:
@@ -174,9 +230,10 @@ def _max_attempts(handler_name: str) -> int:
     return limit or settings.OUTBOX_MAX_ATTEMPTS
 
 
-def _run(delivery: Delivery, handler: Handler, event: DomainEvent) -> Outcome:
+def context_of(delivery: Delivery) -> EventContext:
+    """What the delivery's handler is told about its event beyond the event's fields."""
     row = delivery.event
-    context = EventContext(
+    return EventContext(
         event_id=str(row.event_id),
         event_type=row.type,
         aggregate_type=row.aggregate_type,
@@ -185,13 +242,31 @@ def _run(delivery: Delivery, handler: Handler, event: DomainEvent) -> Outcome:
         headers=row.headers,
         attempt=delivery.attempts,
     )
+
+
+def handler_call(handler: Handler, event: DomainEvent, context: EventContext) -> None:
+    """Run the handler; the events it records name this one as their cause."""
+    correlation_id = context.headers.get("correlation_id") or context.event_id
+    with caused_by(context.event_id, correlation_id):
+        handler(event, context)
+
+
+def run_started(
+    delivery: Delivery, handler: Handler, event: DomainEvent, following: _Next | None = None
+) -> Outcome:
+    """Flip and handle a delivery whose start is committed; record a failure.
+
+    With `following`, the transaction also commits the next delivery's start,
+    as its last statement (see `_one_by_one`).
+    """
+    context = context_of(delivery)
     try:
         with _transaction_for(handler, delivery):
-            if handler.atomic and not _mark_done(delivery):
+            if handler.atomic and (followed := _mark_done(delivery)) is None:
                 return Outcome("skipped")
-            with caused_by(context.event_id, row.headers.get("correlation_id") or context.event_id):
-                handler(event, context)
-        if not handler.atomic and not _mark_done(delivery):  # one statement, autocommitted
+            handler_call(handler, event, context)
+            next_started = _start(following.delivery) if following else None
+        if not handler.atomic and (followed := _mark_done(delivery)) is None:  # autocommitted
             return Outcome("skipped")
     except InProgressElsewhere:  # its start stays counted: the other copy's worker died
         return Outcome("skipped")
@@ -201,7 +276,9 @@ def _run(delivery: Delivery, handler: Handler, event: DomainEvent) -> Outcome:
         failure = exc
         outcome = _fail(delivery, exc, permanent=False, max_attempts=handler.max_attempts)
     else:
-        return Outcome("done")
+        if following:
+            following.started = next_started
+        return Outcome("done", followed=followed)
     _after_failure(handler, event, context, failure, outcome)
     return outcome
 
@@ -265,14 +342,18 @@ _LAST_OF = ", the last of {}"
 # A start: count the attempt and record the lease it runs under, unless a start
 # under this lease is already recorded (a duplicate message of this claim). A
 # start still recorded under an older lease had no outcome: its worker died.
-_START_SQL = f"""
+_START_TEMPLATE = f"""
 UPDATE {_TABLE} SET attempts = attempts + 1, started_lease_id = lease_id,
     last_error = CASE WHEN started_lease_id IS NULL THEN last_error
                       ELSE %s || CAST(attempts AS TEXT) END,
-    last_traceback = CASE WHEN started_lease_id IS NULL THEN last_traceback ELSE '' END
+    last_traceback = CASE WHEN started_lease_id IS NULL THEN last_traceback ELSE '' END{{quick}}
 WHERE id = %s AND status = %s AND lease_id = %s
   AND (started_lease_id IS NULL OR started_lease_id <> lease_id)
 RETURNING attempts"""
+_START_SQL = _START_TEMPLATE.format(quick="")
+# The same, committed without waiting for its WAL flush (see `_start`).
+QUICK_COMMIT = "\nFROM (SELECT set_config('synchronous_commit', 'off', true)) AS quick_commit"
+_START_QUICK_SQL = _START_TEMPLATE.format(quick=QUICK_COMMIT)
 # A suspect whose starts reached max_attempts: dead, without another start.
 _BURY_SQL = f"""
 UPDATE {_TABLE} SET status = %s, next_attempt_at = {{now}}, lease_id = NULL,
@@ -284,19 +365,43 @@ WHERE id = %s AND status = %s AND lease_id = %s
 _MARK_DONE_SQL = f"""
 UPDATE {_TABLE} SET status = %s, done_at = {{now}}, lease_id = NULL, lease_expires_at = NULL,
     started_lease_id = NULL
-WHERE id = %s AND status = %s AND lease_id = %s"""
+WHERE id = %s AND status = %s AND lease_id = %s
+{{followed}}"""
+# Whether a later delivery of the flipped row's (handler, aggregate) is pending.
+_FOLLOWED = f"""RETURNING EXISTS (
+    SELECT 1 FROM {_TABLE} later
+    WHERE later.handler = {_TABLE}.handler AND later.aggregate_key = {_TABLE}.aggregate_key
+      AND later.id > {_TABLE}.id AND later.status = '{Delivery.Status.PENDING.value}')"""
 
 
 def _start(delivery: Delivery) -> bool:
-    """Commit the start of an attempt before the handler runs; False for a duplicate."""
+    """Commit the start of an attempt before the handler runs; False for a duplicate.
+
+    Alone in its transaction, the start of a handler whose effects commit in
+    the delivery's own transaction does not wait for its WAL flush: a worker's
+    death cannot undo a commit, only a PostgreSQL crash can lose it, and then
+    the handler's transaction, committed later and synchronously, is lost too
+    (a flush covers every earlier record). The crash, not the handler, ended
+    that attempt, so it goes uncounted.
+    """
     params = [_DIED, delivery.pk, Delivery.Status.PENDING.value, _lease(delivery)]
     with connection.cursor() as cursor:
-        cursor.execute(_START_SQL, params)
+        cursor.execute(_START_QUICK_SQL if _quick_start(delivery) else _START_SQL, params)
         row = cursor.fetchone()
     if row is None:
         return False
     delivery.attempts = row[0]
     return True
+
+
+def _quick_start(delivery: Delivery) -> bool:
+    """Whether the start may commit without waiting for its flush (see `_start`)."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return False  # inside a transaction, the setting would last until its commit
+    try:
+        return get_handler(delivery.handler).atomic
+    except UnknownHandler:
+        return False
 
 
 def _bury_if_out_of_attempts(delivery: Delivery, limit: int) -> bool:
@@ -308,12 +413,21 @@ def _bury_if_out_of_attempts(delivery: Delivery, limit: int) -> bool:
         return cursor.rowcount == 1
 
 
-def _mark_done(delivery: Delivery) -> bool:
+def _mark_done(delivery: Delivery) -> bool | None:
+    """Flip the delivery to done under its lease: None if it was not, else whether it is followed.
+
+    Followed: a later delivery of its (handler, aggregate) is pending. One that
+    commits after this statement was recorded while this delivery was still
+    unfinished, so its own transaction did not lease it and woke a drain
+    instead (`outbox.services`): it is not this worker's to send on.
+    """
     params = [Delivery.Status.DONE.value, delivery.pk, Delivery.Status.PENDING.value,
               _lease(delivery)]  # fmt: skip
+    followed_sql = _FOLLOWED if connection.vendor == "postgresql" else "RETURNING 1"
     with connection.cursor() as cursor:
-        cursor.execute(_MARK_DONE_SQL.format(now=db_now_sql()), params)
-        return cursor.rowcount == 1
+        cursor.execute(_MARK_DONE_SQL.format(now=db_now_sql(), followed=followed_sql), params)
+        row = cursor.fetchone()
+    return None if row is None else bool(row[0])
 
 
 def _lease(delivery: Delivery) -> object:
@@ -344,7 +458,7 @@ def _fail(
     return Outcome("dead" if dead else "retry", error)
 
 
-def _log(delivery: Delivery, outcome: Outcome, seconds: float) -> None:
+def log_outcome(delivery: Delivery, outcome: Outcome, seconds: float) -> None:
     row = delivery.event
     if outcome.status != "skipped":
         DELIVERIES.labels(delivery.handler, row.type, outcome.status).inc()

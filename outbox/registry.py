@@ -44,6 +44,8 @@ class Handler:
     on_failure: FailureHook | None = None
     # False: run with no transaction open (it makes a network call); see `subscribe`.
     atomic: bool = True
+    # True: a chunk of its deliveries may run in one transaction (see `subscribe`).
+    batch: bool = False
 
     def __call__(self, event: DomainEvent, context: EventContext) -> None:
         self.func(event, context)
@@ -64,6 +66,7 @@ def subscribe(
     replayable: bool = False,
     on_failure: FailureHook | None = None,
     atomic: bool = True,
+    batch: bool = False,
 ) -> Callable[[HandlerFunc], HandlerFunc]:
     """Register the decorated function as a handler of the given event types.
 
@@ -75,7 +78,14 @@ def subscribe(
     with no transaction open and its delivery is marked done afterwards, so it
     must be idempotent on its own (commit a claim first, act, record the result)
     and raise `outbox.delivery.InProgressElsewhere` when another copy is acting.
+    `batch=True` lets a worker run the deliveries of one message for such
+    handlers in one transaction, behind one start and one flip statement: for a
+    handler whose effects are database writes in that transaction and that does
+    not mind sharing a rollback. When any call of the batch raises, the batch is
+    rolled back and each delivery runs again alone (see `outbox.batches`).
     """
+    if batch and not atomic:
+        raise TypeError("batch=True needs atomic=True: a batch is one transaction")
     wire_names = frozenset(t if isinstance(t, str) else t.name for t in event_types)
     if not wire_names:
         raise TypeError("subscribe() needs at least one event type")
@@ -86,7 +96,15 @@ def subscribe(
         if existing is not None and existing.func.__qualname__ != func.__qualname__:
             raise TypeError(f"handler name {handler_name!r} is taken")
         _HANDLERS[handler_name] = Handler(
-            handler_name, func, wire_names, queue, max_attempts, replayable, on_failure, atomic
+            handler_name,
+            func,
+            wire_names,
+            queue,
+            max_attempts,
+            replayable,
+            on_failure,
+            atomic,
+            batch,
         )
         return func
 

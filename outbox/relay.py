@@ -18,7 +18,6 @@ import uuid
 from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -271,32 +270,19 @@ def _taken(pending: queue.SimpleQueue, handed: list) -> list:
 
 
 def _workers_behind(handed: list[tuple[str, list[tuple[int, str]]]]) -> bool:
-    """Whether a queue these deliveries go to still holds messages no worker has taken."""
-    from shopflow.celery import app
+    """Whether a queue these deliveries go to holds OUTBOX_DISPATCH_LINGER_DEPTH untaken messages.
+
+    As this process's last publish to it found it (Redis' LPUSH answers with the
+    queue's length): no round trip before a publish, and a queue that is only
+    momentarily non-empty, a message a worker is about to take, costs no linger.
+    """
+    from shopflow.broker import queue_depth_seen
 
     if not settings.OUTBOX_DISPATCH_LINGER_SECONDS:
         return False
     queues = {_queue_of(handler) for _, rows in handed for _, handler in rows}
-    try:
-        with app.producer_or_acquire() as producer:
-            return any(_untaken(producer.channel, name) for name in queues)
-    except Exception:  # no linger then; the publish that follows reports a broker error
-        return False
-
-
-def _untaken(channel: Any, name: str) -> int:
-    """How many messages wait in the queue `name`.
-
-    kombu's virtual transports (Redis, the filesystem) count them directly. Their
-    passive `queue_declare` raises NOT_FOUND for an empty Redis queue (an empty
-    list does not exist in Redis), and the pool then drops the connection: every
-    dispatch at commit to an idle worker paid a new connection, its PING and the
-    queues' declarations again.
-    """
-    size = getattr(channel, "_size", None)
-    if size is not None:
-        return size(name)
-    return channel.queue_declare(queue=name, passive=True).message_count
+    # The depth seen includes the message that publish added.
+    return any(queue_depth_seen(name) > settings.OUTBOX_DISPATCH_LINGER_DEPTH for name in queues)
 
 
 def _dispatch_batch(handed: list[tuple[str, list[tuple[int, str]]]]) -> None:

@@ -1,5 +1,8 @@
 """Celery transports: the filesystem one made safe, the Redis one made cheaper.
 
+The Redis one also remembers how deep each queue was at this process's last
+publish to it, so the outbox's dispatcher can tell busy workers without asking.
+
 The filesystem transport (the embedded default) publishes each message whole.
 
 kombu's own `_put` creates the message file in the queue folder and then writes
@@ -41,6 +44,22 @@ class FilesystemTransport(filesystem.Transport):
     Channel = FilesystemChannel
 
 
+# Seconds a queue's depth, as this process's last publish to it found it, stays current.
+DEPTH_CURRENT_SECONDS = 0.2
+# queue -> (messages in it right after this process's last publish, monotonic second)
+_depths: dict[str, tuple[int, float]] = {}
+
+
+def queue_depth_seen(queue: str) -> int:
+    """Messages waiting in `queue` (this one's included) after this process's last publish to it.
+
+    0 when this process has not published to it within DEPTH_CURRENT_SECONDS, or
+    its broker is not Redis. Free: Redis' LPUSH answers with the list's length.
+    """
+    depth, when = _depths.get(queue, (0, 0.0))
+    return depth if monotonic() - when <= DEPTH_CURRENT_SECONDS else 0
+
+
 class RedisChannel(redis.Channel):
     """kombu's Redis channel, with one client per connection pool instead of one per command.
 
@@ -63,6 +82,13 @@ class RedisChannel(redis.Channel):
         if kept is None or kept.connection_pool is not pool:
             kept = self._pooled_client = self._create_client()
         yield kept
+
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+        """kombu's `_put`, keeping the queue's length that LPUSH answers (`queue_depth_seen`)."""
+        priority = self._get_message_priority(message, reverse=False)
+        with self.conn_or_acquire() as client:
+            depth = client.lpush(self._q_for_pri(queue, priority), dumps(message))
+        _depths[queue] = (int(depth), monotonic())
 
 
 class RedisTransport(redis.Transport):

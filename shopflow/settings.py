@@ -184,8 +184,13 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
-# Short tasks; the outbox lease, not the broker, recovers lost messages.
-CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=16)
+# Messages each pool process may have reserved ahead. Few: a backlog stays in the broker,
+# where the outbox's dispatcher sees it (OUTBOX_DISPATCH_LINGER_DEPTH) and gathers commits
+# into fuller messages; prefetched ones hide it, and wait behind each other in the worker
+# (at 100 events/s on a starved worker, bench/path_latency.py: p50 ~1 s with 16, ~0.3 s with 4,
+# ~0.15 s with 1, but 1 costs ~0.5 ms more worker CPU per message than 4 or 16).
+# The outbox lease, not the broker, recovers lost messages.
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
 # Tasks a worker process runs on one database connection before reconnecting. Unset,
 # Celery reconnects around every task (celery#9824), a new PostgreSQL backend each
 # time; shopflow.celery drops broken or CONN_MAX_AGE-expired connections between tasks.
@@ -232,6 +237,10 @@ OUTBOX_DISPATCH_ON_COMMIT = env.bool("OUTBOX_DISPATCH_ON_COMMIT", default=True)
 # Seconds the dispatcher waits to gather more commits into one message while a handler
 # queue still holds messages no worker has taken (busy workers: fewer, fuller messages).
 OUTBOX_DISPATCH_LINGER_SECONDS = env.float("OUTBOX_DISPATCH_LINGER_SECONDS", default=0.02)
+# ... only once a handler queue holds at least this many messages no worker has taken (as
+# the process's last publish to it found it; Redis broker only). A message a worker is about
+# to take is not a backlog: lingering then only adds latency.
+OUTBOX_DISPATCH_LINGER_DEPTH = env.int("OUTBOX_DISPATCH_LINGER_DEPTH", default=4)
 # Deliveries claimed per relay round trip.
 OUTBOX_BATCH_SIZE = env.int("OUTBOX_BATCH_SIZE", default=500)
 # Deliveries per Celery message; smaller spreads a batch over more worker processes.

@@ -3,6 +3,7 @@
 import os
 import random
 import time
+import uuid
 
 import pytest
 from django.db import transaction
@@ -177,12 +178,14 @@ def test_per_aggregate_order_holds_with_direct_dispatch_under_two_workers(start_
 def test_while_workers_are_behind_the_dispatcher_gathers_commits_into_one_message(
     monkeypatch, settings, redis_client
 ):
-    # given: a message nobody has taken yet waits in the handlers' queue
+    # given: messages nobody has taken yet wait in the handlers' queue, as this
+    # process's last publish there found it
     settings.OUTBOX_DISPATCH_LINGER_SECONDS = 0.5
     published = []
-    monkeypatch.setattr(relay, "deliveries_publish", lambda lease, rows: published.append(rows))
     redis_client.delete("events")
-    redis_client.lpush("events", "an untaken message")
+    redis_client.lpush("events", *["an untaken message"] * settings.OUTBOX_DISPATCH_LINGER_DEPTH)
+    relay.deliveries_publish(str(uuid.uuid4()), [(0, "probe.record")])
+    monkeypatch.setattr(relay, "deliveries_publish", lambda lease, rows: published.append(rows))
     try:
         # when: three transactions commit within the linger
         rows = probes_record(ProbeHappened(aggregate=f"a{i}", seq=1) for i in range(3))
@@ -210,28 +213,19 @@ def test_with_idle_workers_each_commit_is_published_at_once(monkeypatch, setting
     assert time.monotonic() - started < 0.4
 
 
-def test_looking_at_an_empty_queue_keeps_the_broker_connection(monkeypatch, redis_client):
-    # given: an empty Redis queue (an empty list does not exist in Redis)
-    from kombu.transport import redis as kombu_redis
-
+def test_one_untaken_message_is_no_backlog_and_costs_no_linger(monkeypatch, settings, redis_client):
+    # given: one message waits in the queue, as a worker is about to take it
+    settings.OUTBOX_DISPATCH_LINGER_SECONDS = 0.5
+    published = []
     redis_client.delete("events")
-    relay._workers_behind([("lease", [(1, "probe.record")])])  # the pool's connection, made once
-    opened = []
-    plain = kombu_redis.Channel.__init__
-
-    def counted(self, *args, **kwargs):
-        opened.append(1)
-        plain(self, *args, **kwargs)
-
-    monkeypatch.setattr(kombu_redis.Channel, "__init__", counted)
+    relay.deliveries_publish(str(uuid.uuid4()), [(0, "probe.record")])
+    monkeypatch.setattr(relay, "deliveries_publish", lambda lease, rows: published.append(rows))
     try:
-        # when: the dispatcher asks whether workers are behind, again and again
-        answers = [relay._workers_behind([("lease", [(1, "probe.record")])]) for _ in range(5)]
-        redis_client.lpush("events", "an untaken message")
-        behind = relay._workers_behind([("lease", [(1, "probe.record")])])
+        # when
+        started = time.monotonic()
+        probes_record([ProbeHappened(aggregate="a", seq=1)])
+        # then: published without lingering
+        assert wait_until(lambda: len(published) == 1, timeout=5)
+        assert time.monotonic() - started < 0.4
     finally:
         redis_client.delete("events")
-    # then: no new connection was opened for it, and the answers are right
-    assert answers == [False] * 5
-    assert behind is True
-    assert opened == []

@@ -19,3 +19,10 @@ class ProbeHappened(DomainEvent):
     delay_ms: int = 0
     # The handler fails while a `ProbeSwitch` with this name exists.
     fail_while: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeBatched(ProbeHappened):
+    """The same probe, for the one handler that lets its deliveries run in batches."""
+
+    name = "probe.batched"

@@ -6,7 +6,7 @@ import time
 from django.core.cache import cache
 
 from outbox.registry import EventContext, subscribe
-from tests.probe.events import ProbeHappened
+from tests.probe.events import ProbeBatched, ProbeHappened
 from tests.probe.models import ProbeRecord, ProbeSwitch
 
 # Cache key a sleeping handler announces its process under, so a test can kill it.
@@ -49,3 +49,8 @@ def probe_record(event: ProbeHappened, context: EventContext) -> None:
 @subscribe(ProbeHappened, name="probe.projection", replayable=True)
 def probe_projection(event: ProbeHappened, context: EventContext) -> None:
     _record("probe.projection", event, context)
+
+
+@subscribe(ProbeBatched, name="probe.batched", max_attempts=4, batch=True)
+def probe_batched(event: ProbeBatched, context: EventContext) -> None:
+    _record("probe.batched", event, context)

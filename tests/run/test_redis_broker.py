@@ -86,3 +86,16 @@ def test_threads_publishing_at_once_lose_no_message(connection):
         raw.delete(QUEUE + "-raw")
     assert not errors
     assert values == list(range(threads * per_thread))
+
+
+def test_a_publish_remembers_how_deep_its_queue_is(connection):
+    from shopflow.broker import queue_depth_seen
+
+    queue = connection.SimpleQueue(QUEUE)
+    for number in range(3):
+        queue.put({"n": number})
+    assert queue_depth_seen(QUEUE) == 3
+    queue.get(timeout=5).ack()
+    queue.put({"n": 3})
+    assert queue_depth_seen(QUEUE) == 3
+    queue.close()
