@@ -95,7 +95,7 @@ def batch_process(items: list[Batched]) -> list[Outcome]:
             "a batch of %d deliveries failed; running them one by one", len(running), exc_info=True
         )
         return _alone_again(items, running, outcomes)
-    outcomes.update({pk: Outcome("done", followed=followed) for pk, followed in flipped.items()})
+    outcomes.update(dict.fromkeys(flipped, Outcome("done")))
     seconds = (time.monotonic() - begun) / len(items)
     for item in items:
         log_outcome(item.delivery, outcomes[item.delivery.pk], seconds)
@@ -134,10 +134,7 @@ UPDATE {_TABLE} d SET status = %s, done_at = {{now}}, lease_id = NULL, lease_exp
     started_lease_id = NULL
 FROM {_CLAIMED}
 WHERE d.id = claimed.id AND d.lease_id = claimed.lease_id AND d.status = %s
-RETURNING d.id, EXISTS (
-    SELECT 1 FROM {_TABLE} later
-    WHERE later.handler = d.handler AND later.aggregate_key = d.aggregate_key
-      AND later.id > d.id AND later.status = '{Delivery.Status.PENDING.value}')"""
+RETURNING d.id"""
 
 
 def _claimed(items: list[Batched]) -> list[object]:
@@ -159,14 +156,11 @@ def _batch_start(items: list[Batched]) -> list[Batched]:
     return started
 
 
-def _batch_mark_done(items: list[Batched]) -> dict[int, bool]:
-    """The batch's flip, first statement of its transaction: the ids it flipped, each followed?
-
-    Followed: a later delivery of its (handler, aggregate) is pending (as `_mark_done`).
-    """
+def _batch_mark_done(items: list[Batched]) -> set[int]:
+    """The batch's flip, first statement of its transaction: the ids it flipped."""
     if not items:
-        return {}
+        return set()
     params = [Delivery.Status.DONE.value, *_claimed(items), Delivery.Status.PENDING.value]
     with connection.cursor() as cursor:
         cursor.execute(_BATCH_MARK_DONE_SQL.format(now=db_now_sql()), params)
-        return dict(cursor.fetchall())
+        return {row[0] for row in cursor.fetchall()}

@@ -65,9 +65,6 @@ class WorkerDied(Exception):
 class Outcome:
     status: str  # done, retry, dead, skipped
     error: str = ""
-    # Done, and a later delivery of its (handler, aggregate) was pending when it was
-    # flipped: the worker relays successors only for these (see `_FOLLOWED`).
-    followed: bool = True
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -96,8 +93,7 @@ def deliveries_process(lease_id: str, ids: list[int]) -> list[Outcome]:
     alone.sort(key=lambda d: d.started_lease_id is not None)
     processed = [item.delivery for item in batched] + alone
     outcomes = batch_process(batched) + _one_by_one(alone)
-    done = zip(processed, outcomes, strict=True)
-    _relay_successors(d for d, o in done if o.status == "done" and o.followed)
+    _relay_successors(d for d, o in zip(processed, outcomes, strict=True) if o.status == "done")
     return outcomes
 
 
@@ -262,11 +258,11 @@ def run_started(
     context = context_of(delivery)
     try:
         with _transaction_for(handler, delivery):
-            if handler.atomic and (followed := _mark_done(delivery)) is None:
+            if handler.atomic and not _mark_done(delivery):
                 return Outcome("skipped")
             handler_call(handler, event, context)
             next_started = _start(following.delivery) if following else None
-        if not handler.atomic and (followed := _mark_done(delivery)) is None:  # autocommitted
+        if not handler.atomic and not _mark_done(delivery):  # one statement, autocommitted
             return Outcome("skipped")
     except InProgressElsewhere:  # its start stays counted: the other copy's worker died
         return Outcome("skipped")
@@ -278,7 +274,7 @@ def run_started(
     else:
         if following:
             following.started = next_started
-        return Outcome("done", followed=followed)
+        return Outcome("done")
     _after_failure(handler, event, context, failure, outcome)
     return outcome
 
@@ -365,13 +361,7 @@ WHERE id = %s AND status = %s AND lease_id = %s
 _MARK_DONE_SQL = f"""
 UPDATE {_TABLE} SET status = %s, done_at = {{now}}, lease_id = NULL, lease_expires_at = NULL,
     started_lease_id = NULL
-WHERE id = %s AND status = %s AND lease_id = %s
-{{followed}}"""
-# Whether a later delivery of the flipped row's (handler, aggregate) is pending.
-_FOLLOWED = f"""RETURNING EXISTS (
-    SELECT 1 FROM {_TABLE} later
-    WHERE later.handler = {_TABLE}.handler AND later.aggregate_key = {_TABLE}.aggregate_key
-      AND later.id > {_TABLE}.id AND later.status = '{Delivery.Status.PENDING.value}')"""
+WHERE id = %s AND status = %s AND lease_id = %s"""
 
 
 def _start(delivery: Delivery) -> bool:
@@ -413,21 +403,12 @@ def _bury_if_out_of_attempts(delivery: Delivery, limit: int) -> bool:
         return cursor.rowcount == 1
 
 
-def _mark_done(delivery: Delivery) -> bool | None:
-    """Flip the delivery to done under its lease: None if it was not, else whether it is followed.
-
-    Followed: a later delivery of its (handler, aggregate) is pending. One that
-    commits after this statement was recorded while this delivery was still
-    unfinished, so its own transaction did not lease it and woke a drain
-    instead (`outbox.services`): it is not this worker's to send on.
-    """
+def _mark_done(delivery: Delivery) -> bool:
     params = [Delivery.Status.DONE.value, delivery.pk, Delivery.Status.PENDING.value,
               _lease(delivery)]  # fmt: skip
-    followed_sql = _FOLLOWED if connection.vendor == "postgresql" else "RETURNING 1"
     with connection.cursor() as cursor:
-        cursor.execute(_MARK_DONE_SQL.format(now=db_now_sql(), followed=followed_sql), params)
-        row = cursor.fetchone()
-    return None if row is None else bool(row[0])
+        cursor.execute(_MARK_DONE_SQL.format(now=db_now_sql()), params)
+        return cursor.rowcount == 1
 
 
 def _lease(delivery: Delivery) -> object:
