@@ -58,6 +58,9 @@ def db_later_sql(seconds: float) -> tuple[str, tuple[object, ...]]:
 @cache
 def _later_sql(vendor: str, seconds: float) -> tuple[str, tuple[object, ...]]:
     del vendor  # the cache key, with the seconds
-    compiler = Query(None).get_compiler(connection=connection)
-    sql, params = compiler.compile(db_later(seconds))
+    # Resolved first: only then does a backend pick its date arithmetic (SQLite's
+    # django_format_dtdelta; unresolved, it added the microseconds to the year).
+    query = Query(None)
+    later = db_later(seconds).resolve_expression(query)
+    sql, params = query.get_compiler(connection=connection).compile(later)
     return sql, tuple(params)

@@ -90,3 +90,30 @@ def test_a_worker_whose_clock_is_ahead_schedules_retries_and_marks_done_by_the_d
         outcomes = deliver_due()
     assert [o.status for o in outcomes] == ["done", "done"]
     assert all(d.done_at <= database_now() for d in Delivery.objects.all())
+
+
+def test_a_later_instant_as_raw_sql_is_a_time_on_sqlite_too(monkeypatch):
+    # given: the embedded default's database
+    from datetime import datetime, timedelta
+
+    from django.db.utils import ConnectionHandler
+
+    from shopflow import clock
+
+    sqlite = ConnectionHandler(
+        {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+    )["default"]
+    monkeypatch.setattr(clock, "connection", sqlite)
+    clock._later_sql.cache_clear()
+    try:
+        # when
+        sql, params = clock.db_later_sql(30)
+        with sqlite.cursor() as cursor:
+            cursor.execute(f"SELECT {sql}, {clock.db_now_sql()}", params)
+            later, now = cursor.fetchone()
+    finally:
+        clock._later_sql.cache_clear()
+        sqlite.close()
+    # then: 30 s after the database's now, as a timestamp SQLite compares as text
+    assert isinstance(later, str)
+    assert datetime.fromisoformat(later) - datetime.fromisoformat(now) == timedelta(seconds=30)
