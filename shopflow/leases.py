@@ -93,8 +93,10 @@ class _Renewer:
                 self.changed.wait(wait)
 
     def _renew(self, lease: _Lease) -> None:
+        with self.changed:
+            held = lease in self.leases  # released since `_due` marked it: leave it
         try:
-            kept = lease.renew()
+            kept = held and lease.renew()
         except Exception:  # the lease then runs out, which is safe
             logger.warning("renewing a lease failed", exc_info=True)
             connection.close()  # perhaps broken; the next renewal opens a new one
