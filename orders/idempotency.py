@@ -14,7 +14,7 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -115,16 +115,10 @@ def _insert_claim(*, user: Any, key: str, fingerprint: str, lock_id: uuid.UUID) 
     flushes the claim with it; a crash before that loses both, and an unclaimed
     key is what a released one looks like. Saves one disk flush wait per placement.
     """
-    now = timezone.now()
-    values = _db_values(
-        user=user.pk, key=key, request_hash=fingerprint, response_body="",
-        response_headers={}, lock_id=lock_id, locked_at=now, created_at=now,
-    )  # fmt: skip
-    postgresql = connection.vendor == "postgresql"
+    now = _instant(timezone.now())
+    params = [user.pk, key, fingerprint, _uuid(lock_id), now, now]
     with connection.cursor() as cursor:
-        cursor.execute(_claim_sql(tuple(values), postgresql), list(values.values()))
-        if postgresql:
-            cursor.nextset()  # past SET's empty result
+        cursor.execute(_claim_sql(connection.vendor == "postgresql"), params)
         row = cursor.fetchone()
     return row[0] if row else None
 
@@ -162,40 +156,42 @@ def _take_over(row: IdempotencyKey, lock_id: uuid.UUID, now: Any) -> bool:
 
 def _complete(claim: _Claim, response: StoredResponse) -> None:
     """Store the response on the key, in the caller's transaction, if we still hold it."""
-    values = _db_values(
-        response_status=response.status,
-        response_body=response.body,
-        response_headers=response.headers,
-        completed_at=timezone.now(),
-        lock_id=None,
-    )
+    headers = connection.ops.adapt_json_value(response.headers, None)
+    params = [response.status, response.body, headers, _instant(timezone.now()), claim.pk,
+              _uuid(claim.lock_id)]  # fmt: skip
     with connection.cursor() as cursor:
-        cursor.execute(
-            _complete_sql(tuple(values)),
-            [*values.values(), *_db_values(id=claim.pk, lock_id=claim.lock_id).values()],
-        )
+        cursor.execute(_complete_sql(), params)
         stored = cursor.rowcount
     if not stored:
         raise IdempotencyKeyInFlight()
 
 
-# The statements are built once per column set: quoting their names each time
-# cost a placement ~0.1 ms.
+# The statements are built once, and their parameters passed as the database takes
+# them: quoting names and each field's get_db_prep_save cost a placement ~0.2 ms.
 @cache
-def _claim_sql(columns: tuple[str, ...], postgresql: bool) -> str:
-    sql = (
-        f"INSERT INTO {_name(_TABLE)} ({', '.join(map(_name, columns))})"
-        f" VALUES ({', '.join(['%s'] * len(columns))})"
+def _claim_sql(postgresql: bool) -> str:
+    # On PostgreSQL the WHERE turns synchronous_commit off for this statement's own
+    # transaction (see `_insert_claim`): one statement, whichever way parameters are bound.
+    values = "%s, %s, %s, '', '{}', %s, %s, %s"
+    rows = (
+        f"SELECT {values} WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL"
+        if postgresql
+        else f"VALUES ({values})"
+    )
+    return (
+        f"INSERT INTO {_name(_TABLE)} ({_name(_USER_COLUMN)}, {_name('key')},"
+        f" {_name('request_hash')}, {_name('response_body')}, {_name('response_headers')},"
+        f" {_name('lock_id')}, {_name('locked_at')}, {_name('created_at')}) {rows}"
         f" ON CONFLICT ({_name(_USER_COLUMN)}, {_name('key')}) DO NOTHING RETURNING {_name('id')}"
     )
-    # Both in one simple-protocol query, hence in one implicit transaction.
-    return "SET LOCAL synchronous_commit TO OFF; " + sql if postgresql else sql
 
 
 @cache
-def _complete_sql(columns: tuple[str, ...]) -> str:
+def _complete_sql() -> str:
     return (
-        f"UPDATE {_name(_TABLE)} SET {', '.join(f'{_name(c)} = %s' for c in columns)}"
+        f"UPDATE {_name(_TABLE)} SET {_name('response_status')} = %s,"
+        f" {_name('response_body')} = %s, {_name('response_headers')} = %s,"
+        f" {_name('completed_at')} = %s, {_name('lock_id')} = NULL"
         f" WHERE {_name('id')} = %s AND {_name('lock_id')} = %s AND {_name('completed_at')} IS NULL"
     )
 
@@ -204,13 +200,14 @@ def _name(identifier: str) -> str:
     return connection.ops.quote_name(identifier)
 
 
-def _db_values(**values: Any) -> dict[str, Any]:
-    """Column -> value as the model's field sends it to this database (raw SQL's parameters)."""
-    fields = {name: IdempotencyKey._meta.get_field(name) for name in values}
-    return {
-        fields[name].column: fields[name].get_db_prep_save(value, connection)
-        for name, value in values.items()
-    }
+def _uuid(value: uuid.UUID) -> Any:
+    """A UUIDField's value as this database takes it (native, or 32 hex digits)."""
+    return value if connection.features.has_native_uuid_field else value.hex
+
+
+def _instant(value: datetime) -> Any:
+    """A DateTimeField's value as this database takes it."""
+    return connection.ops.adapt_datetimefield_value(value)
 
 
 def _release(claim: _Claim) -> None:

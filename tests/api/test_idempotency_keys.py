@@ -231,3 +231,17 @@ def test_work_whose_key_was_taken_over_meanwhile_is_rolled_back():
     # then its writes are gone and the new holder keeps the key
     assert not get_user_model().objects.filter(username="written-by-the-call").exists()
     assert IdempotencyKey.objects.get(user=user, key="k").lock_id == new_holder
+
+
+def test_the_claim_commits_without_waiting_for_the_disk(customer):
+    # given the claim run inside a transaction we can look into (the test's own)
+    from orders.idempotency import _insert_claim
+
+    # when
+    pk = _insert_claim(user=customer, key="k", fingerprint="f", lock_id=uuid.uuid4())
+
+    # then its statement turned synchronous_commit off for its transaction only
+    assert IdempotencyKey.objects.get(pk=pk).response_headers == {}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('synchronous_commit')")
+        assert cursor.fetchone()[0] == "off"
