@@ -139,7 +139,6 @@ def notification_send(*, event_id: UUID, kind: str, order_id: UUID, attempt: int
 
 _TABLE = Notification._meta.db_table
 _FIELD = Notification._meta.get_field
-_NOW = timezone.now
 # The claim: insert the (event, kind) row as `sending` until a lease from now, or
 # take over one whose send failed or whose sender's claim expired; the row's id if
 # claimed. A racing copy waits on the unique index (or the row), then finds the
@@ -169,7 +168,7 @@ def _claim(*, event_id: UUID, kind: str, order_id: UUID) -> int | str:
     Raises `InProgressElsewhere` when another send holds a live claim on it.
     """
     later, later_params = db_later_sql(settings.OUTBOX_LEASE_SECONDS)
-    created = _FIELD("created_at").get_db_prep_value(_NOW(), connection)
+    created = _FIELD("created_at").get_db_prep_value(timezone.now(), connection)
     params = [
         _FIELD("event_id").get_db_prep_value(event_id, connection), kind,
         _FIELD("order_id").get_db_prep_value(order_id, connection),
@@ -190,7 +189,7 @@ def _claim(*, event_id: UUID, kind: str, order_id: UUID) -> int | str:
 
 def _record_sent(pk: int, *, recipient: str, subject: str, attempt: int) -> str:
     status = Notification.Status.SENT if recipient else Notification.Status.SKIPPED
-    now = _FIELD("sent_at").get_db_prep_value(_NOW(), connection)
+    now = _FIELD("sent_at").get_db_prep_value(timezone.now(), connection)
     params = [recipient, subject[:200], status.value, attempt, now, now, pk]
     with connection.cursor() as cursor:
         cursor.execute(_RECORD_SENT_SQL, params)

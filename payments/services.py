@@ -21,7 +21,7 @@ from payments import events
 from payments.gateways import GatewayError, PaymentDeclined, get_gateway
 from payments.models import Payment
 from shopflow.clock import db_now
-from shopflow.fences import Fence, fenced_insert, fenced_write
+from shopflow.fences import Fence, fence_check, fenced_insert, fenced_write
 
 logger = logging.getLogger("shopflow.payments")
 
@@ -162,8 +162,7 @@ def _close(payment_pk: int) -> Payment:
 
 def _record_decline(payment_pk: int, reason: str, fence: Fence | None) -> None:
     with transaction.atomic():
-        if fence is not None:
-            fence()
+        fence_check(fence)
         payment = Payment.objects.select_for_update().get(pk=payment_pk)
         if payment.status == Payment.Status.PENDING:
             payment.status = Payment.Status.DECLINED

@@ -28,13 +28,11 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models.functions import Now
 
 from sagas.definitions import PermanentFailure, SagaDefinition, get_definition
 from sagas.fencing import Fence, StaleAttempt, lease_kept
 from sagas.models import Saga, SagaStep
 from sagas.store import SAGA_FIELDS, STEP_FIELDS, store
-from shopflow.clock import db_now
 
 logger = logging.getLogger("shopflow.sagas")
 
@@ -84,7 +82,7 @@ def saga_advance(saga_id: UUID, *, moves: int = 1) -> None:
 def schedule_advance(saga: Saga, *, now: datetime, delay: float = 0.0) -> None:
     """Ask for the saga's next move after commit; the watchdog covers a lost message.
 
-    `now` is the database's time (`db_now()`, or `locked()`'s), as every instant is.
+    `now` is the database's time (`db_now()`, or `sagas.store.locked()`'s), as every instant is.
     """
     saga.wake_at = now + timedelta(seconds=delay + settings.SAGA_WAKE_GRACE_SECONDS)
     if delay > settings.SAGA_MAX_COUNTDOWN:
@@ -102,18 +100,10 @@ def _backoff(attempt: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def locked(**lookup: Any) -> tuple[Saga | None, datetime]:
-    """Lock the saga found by `lookup`; it and the database's time, in one query."""
-    saga = Saga.objects.select_for_update().annotate(db_now=Now()).filter(**lookup).first()
-    if saga is None:
-        return None, db_now()
-    return saga, saga.db_now
-
-
 def _lock(saga_id: UUID) -> _Held | None:
     """Lock the saga's row (with the database's time), then read its steps.
 
-    Two statements (in one round trip on PostgreSQL), not one join: a
+    Two statements (one round trip with client-side binding), not one join: a
     transaction that waited for the saga's lock sees the saga as the lock
     holder committed it, but in READ COMMITTED the rows joined to it would
     still be those of the join's own snapshot (PostgreSQL re-checks only the

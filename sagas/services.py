@@ -6,8 +6,9 @@ from django.db import transaction
 from django.db.models import F
 
 from sagas.definitions import get_definition
-from sagas.engine import locked, schedule_advance
+from sagas.engine import schedule_advance
 from sagas.models import Saga, SagaStep
+from sagas.store import locked
 from shopflow.clock import db_now
 
 

@@ -23,6 +23,8 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from sagas.models import Saga, SagaStep
+from shopflow.clock import db_now
+from shopflow.fences import execute
 
 # The fields the engine writes, of the saga and of a step.
 SAGA_FIELDS = ("status", "current_step", "cancel_requested", "failure_reason", "last_error",
@@ -44,14 +46,22 @@ class Store(Protocol):
         """Write the changed steps and the saga (its `updated_at` always)."""
 
 
+def locked(**lookup: Any) -> tuple[Saga | None, datetime]:
+    """Lock the saga found by `lookup`; it and the database's time, in one query."""
+    saga = Saga.objects.select_for_update().annotate(db_now=Now()).filter(**lookup).first()
+    if saga is None:
+        return None, db_now()
+    return saga, saga.db_now
+
+
 class OrmStore:
     """Any database Django supports: the models' queries, only the changed fields written."""
 
     def lock(self, saga_id: UUID) -> Locked | None:
-        saga = Saga.objects.select_for_update().annotate(db_now=Now()).filter(pk=saga_id).first()
+        saga, now = locked(pk=saga_id)
         if saga is None:
             return None
-        return saga, list(SagaStep.objects.filter(saga_id=saga_id).order_by("index")), saga.db_now
+        return saga, list(SagaStep.objects.filter(saga_id=saga_id).order_by("index")), now
 
     def save(self, saga: Changes, steps: list[Changes]) -> None:
         for step, fields in steps:
@@ -118,9 +128,7 @@ _RESULT = _STEP_COLUMNS.index("result")
 
 
 def _run(name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
-        cursor.execute(queries()[name], params)
-        return cursor.fetchall() if cursor.description else []
+    return execute(queries()[name], params)
 
 
 @cache

@@ -19,7 +19,7 @@ from shipping.carriers import CarrierError, CarrierRejected, get_carrier
 from shipping.events import ShipmentCancelled, ShipmentRejected, ShipmentScheduled
 from shipping.models import Shipment
 from shopflow.clock import db_now
-from shopflow.fences import Fence, fenced_insert, fenced_write
+from shopflow.fences import Fence, fence_check, fenced_insert, fenced_write
 
 logger = logging.getLogger("shopflow.shipping")
 
@@ -31,11 +31,6 @@ class UnknownTrackingNumber(LookupError):
 def _outside_transaction(action: str) -> None:
     if connection.in_atomic_block:
         raise RuntimeError(f"{action} calls the carrier and must not run in a transaction")
-
-
-def _check(fence: Fence | None) -> None:
-    if fence is not None:
-        fence()
 
 
 def shipment_schedule(
@@ -63,7 +58,7 @@ def shipment_schedule(
     except CarrierRejected as exc:
         with transaction.atomic():
             aggregate_lock("shipment", order_id)  # no shipment row to lock
-            _check(fence)
+            fence_check(fence)
             events_record([ShipmentRejected(order_id=order_id, reason=str(exc))])
         raise
     return _record_booking(order_id, tracking, idempotency_key, fence)

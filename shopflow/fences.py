@@ -33,6 +33,12 @@ class Fence(Protocol):
 HELD_ALWAYS = "1 = 1"
 
 
+def fence_check(fence: Fence | None) -> None:
+    """Check `fence`, if any, inside the transaction that writes next (it locks until commit)."""
+    if fence is not None:
+        fence()
+
+
 def execute(sql: str, params: Sequence[Any]) -> list[Row]:
     """Run one statement on the default connection; its rows (none for a write without any)."""
     with connection.cursor() as cursor:

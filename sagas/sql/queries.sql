@@ -4,9 +4,10 @@
 
 -- lock_saga --
 -- Lock the saga's row and read it with the database's time; then read its steps, in
--- order, in a statement of its own (sagas.engine._lock says why), sent in the same
--- round trip: in READ COMMITTED the second statement's snapshot is taken once the
--- first holds the lock
+-- order, in a statement of its own (sagas.engine._lock says why): in READ COMMITTED
+-- the second statement's snapshot is taken once the first holds the lock. Both go in
+-- one round trip with client-side binding, one by one with server-side binding (the
+-- default; sagas/store.py splits them)
 SELECT id, definition, key, status, current_step, cancel_requested, failure_reason,
     last_error, wake_at, resolution_note, resolved_at, created_at, updated_at, finished_at,
     STATEMENT_TIMESTAMP()
