@@ -18,6 +18,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import partial
 
 from django.conf import settings
 from django.core.cache import cache
@@ -29,6 +30,7 @@ from outbox.metrics import RELAY_BATCH_SECONDS, RELAY_CLAIMED
 from outbox.models import Delivery
 from outbox.registry import UnknownHandler, get_handler
 from shopflow.clock import db_later
+from shopflow.local_work import keep_local, local_work_open
 
 logger = logging.getLogger("shopflow.outbox.relay")
 
@@ -226,8 +228,29 @@ def deliveries_dispatch(lease_id: str, rows: list[tuple[int, str]]) -> None:
     The dispatcher is a thread: the committing thread goes on at once, and what
     several commits hand over while it publishes goes out together, one message
     per queue per chunk, so a busy producer costs the workers fewer messages.
+
+    In a worker's task (`shopflow.local_work`), the deliveries of queues this
+    worker consumes are handled by it right after the task, without a message.
     """
-    _dispatch_queue().put((lease_id, rows))
+    if not local_work_open():
+        _dispatch_queue().put((lease_id, rows))
+        return
+    by_queue: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for row in rows:
+        by_queue[_queue_of(row[1])].append(row)
+    for name, kept in by_queue.items():
+        keep_local(
+            name,
+            run=partial(_deliver_here, lease_id, [pk for pk, _ in kept]),
+            publish=partial(_dispatch_queue().put, (lease_id, kept)),
+        )
+
+
+def _deliver_here(lease_id: str, ids: list[int]) -> None:
+    """Handle deliveries leased at a commit in this worker, as their message would."""
+    from outbox.delivery import deliveries_process
+
+    deliveries_process(lease_id, ids)
 
 
 _dispatcher: tuple[int, queue.SimpleQueue] | None = None  # (pid, its queue)
@@ -335,9 +358,18 @@ def successors_relay(keys: Collection[tuple[str, str]]) -> int:
     if not keys:
         return 0
     claim = _claim(len(keys), keys=keys)
-    if claim.rows:
+    if not claim.rows:
+        return 0
+    if local_work_open():  # in a worker's task: kept by it where it consumes their queue
+        innocent = [row for row in claim.rows if row[0] not in claim.suspects]
+        if innocent:
+            deliveries_dispatch(claim.lease_id, innocent)
+        suspects = [row for row in claim.rows if row[0] in claim.suspects]
+        if suspects:  # each alone, by message (see `deliveries_publish`)
+            deliveries_publish(claim.lease_id, suspects, claim.suspects)
+    else:
         deliveries_publish(claim.lease_id, claim.rows, claim.suspects)
-        RELAY_CLAIMED.inc(len(claim.rows))
+    RELAY_CLAIMED.inc(len(claim.rows))
     return len(claim.rows)
 
 

@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from outbox import delivery, relay, services
+from shopflow.local_work import local_work
 
 
 @shared_task(name="outbox.drain_outbox", ignore_result=True)
@@ -13,8 +14,9 @@ def drain_outbox() -> int:
 
 @shared_task(name="outbox.deliver", ignore_result=True)
 def deliver(lease_id: str, delivery_ids: list[int]) -> None:
-    """Run the handlers of one claimed batch of deliveries."""
-    delivery.deliveries_process(lease_id, delivery_ids)
+    """Run the handlers of one claimed batch of deliveries, then what they hand on here."""
+    with local_work():
+        delivery.deliveries_process(lease_id, delivery_ids)
 
 
 @shared_task(name="outbox.purge_outbox", ignore_result=True)

@@ -23,6 +23,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -87,12 +88,14 @@ def schedule_advance(saga: Saga, *, now: datetime, delay: float = 0.0) -> None:
     saga.wake_at = now + timedelta(seconds=delay + settings.SAGA_WAKE_GRACE_SECONDS)
     if delay > settings.SAGA_MAX_COUNTDOWN:
         return  # a long wait stays a row for the watchdog, not a broker countdown (celery#2599)
-    from sagas.tasks import advance_saga
+    from sagas.tasks import advance_ask, advance_saga
 
-    saga_id = saga.pk
-    transaction.on_commit(
-        lambda: advance_saga.apply_async((str(saga_id),), countdown=delay or None), robust=True
-    )
+    saga_id = str(saga.pk)
+    if delay:
+        ask = partial(advance_saga.apply_async, (saga_id,), countdown=delay)
+    else:  # in a worker consuming the saga queue, right after its task (shopflow.local_work)
+        ask = partial(advance_ask, saga_id)
+    transaction.on_commit(ask, robust=True)
 
 
 def _backoff(attempt: int) -> float:

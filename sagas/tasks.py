@@ -1,6 +1,7 @@
 """Celery tasks of the saga engine: thin wrappers over `sagas.engine`."""
 
 from datetime import datetime, timedelta
+from functools import partial
 
 from celery import shared_task
 from django.conf import settings
@@ -10,12 +11,23 @@ from django.db.models.functions import Greatest, Least
 from sagas.engine import saga_advance
 from sagas.models import Saga
 from shopflow.clock import db_now
+from shopflow.local_work import keep_local, local_work, task_queue
 
 
 @shared_task(name="sagas.advance", ignore_result=True)
 def advance_saga(saga_id: str) -> None:
     """Make the saga's next moves, as many in a row as are due at once (within a budget)."""
-    saga_advance(saga_id, moves=max(1, settings.SAGA_MOVES_PER_TASK))
+    with local_work():
+        saga_advance(saga_id, moves=max(1, settings.SAGA_MOVES_PER_TASK))
+
+
+def advance_ask(saga_id: str) -> None:
+    """Ask for the saga's next moves: in this worker after its task, or by a message."""
+    keep_local(
+        task_queue(advance_saga.name),
+        run=partial(advance_saga.run, saga_id),
+        publish=partial(advance_saga.delay, saga_id),
+    )
 
 
 @shared_task(name="sagas.watchdog", ignore_result=True)

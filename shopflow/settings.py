@@ -227,6 +227,12 @@ CELERY_TASK_ROUTES = {
     "orders.call_off_late_bookings": {"queue": "events"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker's task hands the deliveries it leased at commit, and the saga moves it asked
+# for, to itself when it consumes their queue: run right after the task, with no message
+# (shopflow.local_work; ~2-3 ms of CPU saved per message). Off: every one is published.
+WORKER_LOCAL_WORK = env.bool("WORKER_LOCAL_WORK", default=True)
+# Seconds a task may spend on such work after its body; the rest is published then.
+WORKER_LOCAL_WORK_SECONDS = env.float("WORKER_LOCAL_WORK_SECONDS", default=1.0)
 
 # --- Redis (caches, the relay's wake-up coalescing) -------------------------------
 _broker_is_redis = CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
