@@ -238,19 +238,47 @@ def deliveries_dispatch(lease_id: str, rows: list[tuple[int, str]]) -> None:
     by_queue: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for row in rows:
         by_queue[_queue_of(row[1])].append(row)
-    for name, kept in by_queue.items():
-        keep_local(
-            name,
-            run=partial(_deliver_here, lease_id, [pk for pk, _ in kept]),
-            publish=partial(_dispatch_queue().put, (lease_id, kept)),
-        )
+    for name, queued in by_queue.items():
+        _keep(lease_id, name, queued)
 
 
-def _deliver_here(lease_id: str, ids: list[int]) -> None:
-    """Handle deliveries leased at a commit in this worker, as their message would."""
+class _Kept(threading.local):
+    """Deliveries a worker's task keeps, per queue, until they run: later commits join them.
+
+    Merging is safe for the order as the dispatcher's is (`_dispatch_batch`): no
+    two deliveries of one (handler, aggregate) are ever leased together.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[str, list[tuple[int, str]]]] = {}
+
+
+_kept = _Kept()
+
+
+def _keep(lease_id: str, name: str, rows: list[tuple[int, str]]) -> None:
+    if (waiting := _kept.rows.get(name)) is not None:
+        waiting[1].extend(rows)
+        return
+    _kept.rows[name] = (lease_id, list(rows))
+    keep_local(name, run=partial(_kept_run, name), publish=partial(_kept_publish, name))
+
+
+def _kept_run(name: str) -> None:
+    """Handle the kept deliveries of a queue in this worker, as their message would."""
     from outbox.delivery import deliveries_process
 
-    deliveries_process(lease_id, ids)
+    lease_id, rows = _kept.rows.pop(name)
+    try:
+        deliveries_process(lease_id, sorted(pk for pk, _ in rows))
+    except Exception:  # what is done is skipped by the message's worker
+        logger.warning("kept deliveries failed here; publishing them", exc_info=True)
+        _dispatch_queue().put((lease_id, rows))
+
+
+def _kept_publish(name: str) -> None:
+    if (kept := _kept.rows.pop(name, None)) is not None:
+        _dispatch_queue().put(kept)
 
 
 _dispatcher: tuple[int, queue.SimpleQueue] | None = None  # (pid, its queue)
