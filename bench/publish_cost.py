@@ -2,7 +2,7 @@
 
 In process, no worker, nothing but this process on the Redis database given:
 rounds alternate the two ways (`apply_async` with a reused producer, as the relay
-called it; `shopflow.broker.task_publish`), each also through the relay's
+called it; `shopflow.broker.tasks_publish`), each also through the relay's
 `deliveries_publish` (one delivery per call, as the dispatcher thread publishes
 one commit), and print CPU µs per message (`time.process_time()`), then a
 cProfile of each way by the functions that take the most. The queue it fills
