@@ -184,28 +184,28 @@ def _claim(limit: int, *, after: int = 0, keys: Collection[tuple[str, str]] | No
 def deliveries_publish(
     lease_id: str, rows: list[tuple[int, str]], suspects: Collection[int] = ()
 ) -> None:
-    """Publish claimed deliveries: one message per queue per chunk, on one producer.
+    """Publish claimed deliveries: one message per queue per chunk.
 
     Each suspect goes in a message of its own: if it kills its worker again, it
     takes no innocent delivery down with it, and those are handled within a lease.
     """
     from outbox.tasks import deliver
-    from shopflow.celery import app
+    from shopflow.broker import TaskMessage, tasks_publish
 
     by_queue: dict[str, list[int]] = defaultdict(list)
     for pk, handler_name in rows:
         by_queue[_queue_of(handler_name)].append(pk)
-    chunk = settings.OUTBOX_CHUNK_SIZE
-    with app.producer_or_acquire() as producer:
-        for name, ids in by_queue.items():
-            for batch in _batches(ids, chunk, suspects):
-                deliver.apply_async(
-                    args=(lease_id, batch),
-                    queue=name,
-                    producer=producer,
-                    # Celery's saferepr of 50 ids costs more than the publish itself.
-                    argsrepr=f"('{lease_id}', [{batch[0]}..{batch[-1]}] ({len(batch)} ids))",
-                )
+    messages = [
+        TaskMessage((lease_id, batch), name, _argsrepr(lease_id, batch))
+        for name, ids in by_queue.items()
+        for batch in _batches(ids, settings.OUTBOX_CHUNK_SIZE, suspects)
+    ]
+    tasks_publish(deliver, messages)  # on Redis from a template: a fifth of apply_async's CPU
+
+
+def _argsrepr(lease_id: str, batch: list[int]) -> str:
+    """How logs show the arguments (Celery's saferepr of 50 ids costs more than a publish)."""
+    return f"('{lease_id}', [{batch[0]}..{batch[-1]}] ({len(batch)} ids))"
 
 
 def _queue_of(handler_name: str) -> str:
