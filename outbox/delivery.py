@@ -40,6 +40,7 @@ from outbox.registry import EventContext, Handler, UnknownHandler, get_handler
 from outbox.services import caused_by
 from shopflow.clock import db_later, db_now_sql
 from shopflow.leases import lease_renewed
+from shopflow.local_work import worker_consumes
 
 logger = logging.getLogger("shopflow.outbox.delivery")
 
@@ -85,8 +86,7 @@ def deliveries_process(lease_id: str, ids: list[int]) -> list[Outcome]:
     """
     from outbox.batches import batch_process, batchable
 
-    del lease_id  # the claim that sent this message; any claim of the row will do (above)
-    deliveries = _leased(ids)
+    deliveries = _handed_on(lease_id, _leased(ids))
     batched, alone = batchable(deliveries)
     # Suspects last (the relay sends them alone, but a stale message may not): one
     # may kill this process again, and would take the rest of the message with it.
@@ -95,6 +95,23 @@ def deliveries_process(lease_id: str, ids: list[int]) -> list[Outcome]:
     outcomes = batch_process(batched) + _one_by_one(alone)
     _relay_successors(d for d, o in zip(processed, outcomes, strict=True) if o.status == "done")
     return outcomes
+
+
+def _handed_on(lease_id: str, deliveries: list[Delivery]) -> list[Delivery]:
+    """Publish those whose queue this worker does not consume (a shared message); the rest.
+
+    `lease_id` only names the message's claim: any claim of a row will do (above).
+    """
+    from outbox.relay import deliveries_publish, queue_of
+
+    elsewhere = [d for d in deliveries if not worker_consumes(queue_of(d.handler))]
+    if not elsewhere:
+        return deliveries
+    try:
+        deliveries_publish(lease_id, [(d.pk, d.handler) for d in elsewhere])
+    except Exception:  # still leased: the drain sends them when the lease expires
+        logger.warning("handing deliveries on to their queues failed", exc_info=True)
+    return [d for d in deliveries if d not in elsewhere]
 
 
 def _leased(ids: list[int]) -> list[Delivery]:

@@ -182,25 +182,41 @@ def _claim(limit: int, *, after: int = 0, keys: Collection[tuple[str, str]] | No
 
 
 def deliveries_publish(
-    lease_id: str, rows: list[tuple[int, str]], suspects: Collection[int] = ()
+    lease_id: str,
+    rows: list[tuple[int, str]],
+    suspects: Collection[int] = (),
+    *,
+    shared: bool = False,
 ) -> None:
     """Publish claimed deliveries: one message per queue per chunk.
 
     Each suspect goes in a message of its own: if it kills its worker again, it
     takes no innocent delivery down with it, and those are handled within a lease.
+    `shared` (workers consume every handler queue): one message per chunk, to the
+    first of its queues in OUTBOX_SHARED_QUEUE_ORDER; a worker that does not
+    consume a delivery's queue hands it on (`outbox.delivery.deliveries_process`).
     """
     from outbox.tasks import deliver
     from shopflow.broker import TaskMessage, tasks_publish
 
-    by_queue: dict[str, list[int]] = defaultdict(list)
-    for pk, handler_name in rows:
-        by_queue[_queue_of(handler_name)].append(pk)
     messages = [
         TaskMessage((lease_id, batch), name, _argsrepr(lease_id, batch))
-        for name, ids in by_queue.items()
+        for name, ids in _by_queue(rows, shared=shared).items()
         for batch in _batches(ids, settings.OUTBOX_CHUNK_SIZE, suspects)
     ]
     tasks_publish(deliver, messages)  # on Redis from a template: a fifth of apply_async's CPU
+
+
+def _by_queue(rows: list[tuple[int, str]], *, shared: bool) -> dict[str, list[int]]:
+    """The deliveries' ids by the queue their message goes to."""
+    by_queue: dict[str, list[int]] = defaultdict(list)
+    for pk, handler_name in rows:
+        by_queue[queue_of(handler_name)].append(pk)
+    if not shared or len(by_queue) < 2:
+        return by_queue
+    order = list(settings.OUTBOX_SHARED_QUEUE_ORDER)
+    first = min(by_queue, key=lambda name: order.index(name) if name in order else len(order))
+    return {first: sorted(pk for ids in by_queue.values() for pk in ids)}
 
 
 def _argsrepr(lease_id: str, batch: list[int]) -> str:
@@ -208,7 +224,8 @@ def _argsrepr(lease_id: str, batch: list[int]) -> str:
     return f"('{lease_id}', [{batch[0]}..{batch[-1]}] ({len(batch)} ids))"
 
 
-def _queue_of(handler_name: str) -> str:
+def queue_of(handler_name: str) -> str:
+    """The queue a handler's deliveries are published to (`subscribe(queue=…)`)."""
     try:
         return get_handler(handler_name).queue
     except UnknownHandler:
@@ -237,7 +254,7 @@ def deliveries_dispatch(lease_id: str, rows: list[tuple[int, str]]) -> None:
         return
     by_queue: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for row in rows:
-        by_queue[_queue_of(row[1])].append(row)
+        by_queue[queue_of(row[1])].append(row)
     for name, queued in by_queue.items():
         _keep(lease_id, name, queued)
 
@@ -331,7 +348,8 @@ def _workers_behind(handed: list[tuple[str, list[tuple[int, str]]]]) -> bool:
 
     if not settings.OUTBOX_DISPATCH_LINGER_SECONDS:
         return False
-    queues = {_queue_of(handler) for _, rows in handed for _, handler in rows}
+    rows = [row for _, claimed in handed for row in claimed]
+    queues = _by_queue(rows, shared=settings.OUTBOX_DISPATCH_SHARED_QUEUES)
     # The depth seen includes the message that publish added.
     return any(queue_depth_seen(name) > settings.OUTBOX_DISPATCH_LINGER_DEPTH for name in queues)
 
@@ -348,7 +366,7 @@ def _dispatch_batch(handed: list[tuple[str, list[tuple[int, str]]]]) -> None:
         return
     rows = sorted(row for _, claimed in handed for row in claimed)
     try:
-        deliveries_publish(handed[0][0], rows)
+        deliveries_publish(handed[0][0], rows, shared=settings.OUTBOX_DISPATCH_SHARED_QUEUES)
     except Exception:
         logger.warning("dispatch at commit failed; the drain sends them", exc_info=True)
         for lease_id, claimed in handed:

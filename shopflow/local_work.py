@@ -60,6 +60,11 @@ class _Scope(threading.local):
 _scope = _Scope()
 
 
+def worker_consumes(queue: str) -> bool:
+    """Whether this process takes `queue`'s messages (True in a process that is no worker)."""
+    return _consumed is None or queue in _consumed
+
+
 def local_work_open() -> bool:
     """Whether this thread runs a task body inside `local_work()`."""
     return _scope.jobs is not None

@@ -263,6 +263,14 @@ OUTBOX_DISPATCH_LINGER_SECONDS = env.float("OUTBOX_DISPATCH_LINGER_SECONDS", def
 # the process's last publish to it found it; Redis broker only). A message a worker is about
 # to take is not a backlog: lingering then only adds latency.
 OUTBOX_DISPATCH_LINGER_DEPTH = env.int("OUTBOX_DISPATCH_LINGER_DEPTH", default=4)
+# Every worker consumes every handler queue (the Procfile's one worker on all of them): the
+# deliveries a commit leases then travel in one message, not one per queue, to the first
+# of their queues in OUTBOX_SHARED_QUEUE_ORDER. A worker that does not consume a delivery's
+# queue hands it on to that queue (one more hop), so a split deployment stays correct.
+OUTBOX_DISPATCH_SHARED_QUEUES = env.bool("OUTBOX_DISPATCH_SHARED_QUEUES", default=True)
+OUTBOX_SHARED_QUEUE_ORDER = env.list(
+    "OUTBOX_SHARED_QUEUE_ORDER", default=["saga", "notifications", "events"]
+)
 # Deliveries claimed per relay round trip.
 OUTBOX_BATCH_SIZE = env.int("OUTBOX_BATCH_SIZE", default=500)
 # Deliveries per Celery message; smaller spreads a batch over more worker processes.

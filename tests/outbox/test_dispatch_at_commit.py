@@ -185,7 +185,7 @@ def test_while_workers_are_behind_the_dispatcher_gathers_commits_into_one_messag
     redis_client.delete("events")
     redis_client.lpush("events", *["an untaken message"] * settings.OUTBOX_DISPATCH_LINGER_DEPTH)
     relay.deliveries_publish(str(uuid.uuid4()), [(0, "probe.record")])
-    monkeypatch.setattr(relay, "deliveries_publish", lambda lease, rows: published.append(rows))
+    monkeypatch.setattr(relay, "deliveries_publish", lambda lease, rows, **options: published.append(rows))
     try:
         # when: three transactions commit within the linger
         rows = probes_record(ProbeHappened(aggregate=f"a{i}", seq=1) for i in range(3))
@@ -203,7 +203,7 @@ def test_with_idle_workers_each_commit_is_published_at_once(monkeypatch, setting
     # given: an empty queue
     settings.OUTBOX_DISPATCH_LINGER_SECONDS = 0.5
     published = []
-    monkeypatch.setattr(relay, "deliveries_publish", lambda lease, rows: published.append(rows))
+    monkeypatch.setattr(relay, "deliveries_publish", lambda lease, rows, **options: published.append(rows))
     redis_client.delete("events")
     # when
     started = time.monotonic()
@@ -219,7 +219,7 @@ def test_one_untaken_message_is_no_backlog_and_costs_no_linger(monkeypatch, sett
     published = []
     redis_client.delete("events")
     relay.deliveries_publish(str(uuid.uuid4()), [(0, "probe.record")])
-    monkeypatch.setattr(relay, "deliveries_publish", lambda lease, rows: published.append(rows))
+    monkeypatch.setattr(relay, "deliveries_publish", lambda lease, rows, **options: published.append(rows))
     try:
         # when
         started = time.monotonic()
@@ -229,3 +229,15 @@ def test_one_untaken_message_is_no_backlog_and_costs_no_linger(monkeypatch, sett
         assert time.monotonic() - started < 0.4
     finally:
         redis_client.delete("events")
+
+
+def test_a_commits_deliveries_to_several_queues_share_one_message_when_workers_share_them(
+    settings,
+):
+    rows = [(1, "analytics.daily_sales"), (2, "orders.fulfilment"), (3, "probe.record")]
+    # shared (the default): one message, to the first of their queues in the setting's order
+    assert relay._by_queue(rows, shared=True) == {"saga": [1, 2, 3]}
+    settings.OUTBOX_SHARED_QUEUE_ORDER = ["events", "saga"]
+    assert relay._by_queue(rows, shared=True) == {"events": [1, 2, 3]}
+    # not shared: one message per queue
+    assert relay._by_queue(rows, shared=False) == {"events": [1, 3], "saga": [2]}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from analytics.models import DailySales
 from notifications.models import Notification
 from orders.models import Status
 from outbox.models import Delivery
@@ -50,21 +51,22 @@ def test_a_workers_saga_moves_and_deliveries_need_no_message_of_their_own(start_
     _placed_and_confirmed(3, worker.log_tail())
     # then: no advance travelled as a message: the saga start's worker made the moves
     assert worker.tasks_succeeded("sagas.advance") == 0, worker.log_tail()
-    # and no delivery messages beyond this process's two per order (order.created's
-    # deliveries to the saga's and the events' queues): a successor is kept too
-    assert worker.tasks_succeeded("outbox.deliver") <= 3 * 2, worker.log_tail()
+    # and no delivery message but this process's one per order (order.created's deliveries
+    # to the saga's and the events' queues, together): a successor is kept too
+    assert worker.tasks_succeeded("outbox.deliver") <= 3, worker.log_tail()
     # and each confirmation e-mail was handled once
     assert _confirmation_emails() == 3
 
 
-def test_with_local_work_off_every_move_and_delivery_is_a_message(start_worker, mug):
-    # given: the same worker with local work off
-    worker = start_worker(WORKER_LOCAL_WORK="false")
+def test_with_local_work_off_every_move_and_delivery_is_a_message(start_worker, mug, settings):
+    # given: the same worker with local work off, and one message per queue
+    settings.OUTBOX_DISPATCH_SHARED_QUEUES = False
+    worker = start_worker(WORKER_LOCAL_WORK="false", OUTBOX_DISPATCH_SHARED_QUEUES="false")
     # when
     _placed_and_confirmed(3, worker.log_tail())
     # then: the advances and the saga's events' deliveries came as messages
     assert worker.tasks_succeeded("sagas.advance") >= 3, worker.log_tail()
-    assert worker.tasks_succeeded("outbox.deliver") >= 3 * 4, worker.log_tail()
+    assert worker.tasks_succeeded("outbox.deliver") >= 3 * 5, worker.log_tail()
 
 
 def test_a_queue_the_worker_does_not_consume_still_gets_its_message(start_workers, mug):
@@ -77,3 +79,15 @@ def test_a_queue_the_worker_does_not_consume_still_gets_its_message(start_worker
     assert mail_worker.tasks_succeeded("outbox.deliver") >= 1, mail_worker.log_tail()
     assert _confirmation_emails() == 2
     assert saga_worker.tasks_succeeded("sagas.advance") == 0, saga_worker.log_tail()
+
+
+def test_a_shared_message_hands_on_what_its_worker_does_not_consume(start_workers, mug):
+    # given: the saga's worker does not consume the events queue (analytics' handler)
+    saga_worker = start_workers(1, queues="outbox,saga,notifications")[0]
+    events_worker = start_workers(1, queues="events")[0]
+    # when: order.created's two deliveries travel together, to the saga queue
+    _placed_and_confirmed(2, saga_worker.log_tail())
+    # then: the daily sales were handled by the worker on their queue, each once
+    assert events_worker.tasks_succeeded("outbox.deliver") >= 2, events_worker.log_tail()
+    assert '"handler": "analytics.daily_sales"' not in saga_worker.log.read_text()
+    assert DailySales.objects.get().orders_placed == 2
