@@ -12,6 +12,12 @@ and COMMIT not counted; `transactions` counts the BEGINs), the CPU of this
 process (`time.process_time()`) and of its PostgreSQL backend (from /proc,
 10 ms ticks: use a few hundred calls). Templates render without the test
 runner's instrumentation, as in a worker; e-mails go to the locmem backend.
+
+`test_a_message_of_deliveries_one_by_one_against_one_batch` compares, per
+delivery, a message of 20 deliveries to `analytics.daily_sales` or
+`orders.fulfilment` handled one by one (`batch=False`) and as one batch,
+alternated over BENCH_ROUNDS rounds of BENCH_CALLS deliveries. The saga's
+first moves are published to the broker db: flush it afterwards.
 """
 
 import datetime
