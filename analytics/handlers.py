@@ -20,10 +20,15 @@ COUNTER_BY_EVENT = {
 
 @subscribe(
     OrderCreated, OrderConfirmed, OrderCancelled, OrderFailed, PaymentCaptured, PaymentRefunded,
-    name=HANDLER_NAME, replayable=True,
+    name=HANDLER_NAME, replayable=True, batch=True,
 )  # fmt: skip
 def project_daily_sales(event: DomainEvent, context: EventContext) -> None:
-    """Count the event on the day it occurred; money comes from the payment events."""
+    """Count the event on the day it occurred; money comes from the payment events.
+
+    Batched: each event is one upsert in the delivery's transaction, right however
+    many share it, and a rebuild's table lock waits for (or holds off) a whole
+    batch (`analytics.services._projection_lock`).
+    """
     day = context.occurred_at.date()
     if isinstance(event, PaymentCaptured):
         daily_sales_add(day=day, field="gross_revenue", amount=event.amount)

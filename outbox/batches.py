@@ -8,7 +8,8 @@ start taken, and one of another claim waits on the row locks, then finds the
 rows done. When any handler of the batch raises, the whole transaction rolls
 back and each started delivery runs again alone (`run_started`), so a poison
 event fails by itself, with its retry, backoff and dead letter as always, and
-its neighbours are done. Suspects never batch: each runs alone and last. A
+its neighbours are done; one of its own aggregate behind it is handed back
+unrun, to follow it. Suspects never batch: each runs alone and last. A
 worker that dies mid-batch leaves every delivery of the batch started; each
 comes back after its lease as a suspect and runs alone, so an innocent one
 costs one attempt and waits one lease, and only the killer is buried.
@@ -105,13 +106,25 @@ def batch_process(items: list[Batched]) -> list[Outcome]:
 def _alone_again(
     items: list[Batched], running: list[Batched], outcomes: dict[int, Outcome]
 ) -> list[Outcome]:
-    """After a rolled-back batch: each started delivery in its own transaction, start kept."""
+    """After a rolled-back batch: each started delivery in its own transaction, start kept.
+
+    A delivery behind one of its (handler, aggregate) that did not end done is
+    handed back instead of run, so an aggregate's events never overtake each
+    other (an order's cancellation its creation). The relay never sends two of
+    a pair in one message, so this is only for a message made otherwise.
+    """
     started = {item.delivery.pk for item in running}
+    held_up: set[tuple[str, str]] = set()  # pairs with a delivery not done in this message
     for item in items:
-        begun = time.monotonic()
-        if item.delivery.pk in started:
-            outcomes[item.delivery.pk] = run_started(item.delivery, item.handler, item.event)
-        log_outcome(item.delivery, outcomes[item.delivery.pk], time.monotonic() - begun)
+        begun, pk = time.monotonic(), item.delivery.pk
+        pair = (item.delivery.handler, item.delivery.aggregate_key)
+        if pk in started and pair in held_up:
+            _hand_back(item)
+        elif pk in started:
+            outcomes[pk] = run_started(item.delivery, item.handler, item.event)
+        if outcomes[pk].status != "done":
+            held_up.add(pair)
+        log_outcome(item.delivery, outcomes[pk], time.monotonic() - begun)
     return [outcomes[item.delivery.pk] for item in items]
 
 
@@ -135,6 +148,16 @@ UPDATE {_TABLE} d SET status = %s, done_at = {{now}}, lease_id = NULL, lease_exp
 FROM {_CLAIMED}
 WHERE d.id = claimed.id AND d.lease_id = claimed.lease_id AND d.status = %s
 RETURNING d.id"""
+
+
+# Undo a start whose handler never ran and let go of the lease: the relay claims the
+# delivery again once the one before it is done, and the attempt is not counted.
+_HAND_BACK_SQL = f"""
+UPDATE {_TABLE} d SET attempts = d.attempts - 1, started_lease_id = NULL, lease_id = NULL,
+    lease_expires_at = NULL
+FROM {_CLAIMED}
+WHERE d.id = claimed.id AND d.lease_id = claimed.lease_id AND d.status = %s
+  AND d.started_lease_id = d.lease_id"""
 
 
 def _claimed(items: list[Batched]) -> list[object]:
@@ -164,3 +187,11 @@ def _batch_mark_done(items: list[Batched]) -> set[int]:
     with connection.cursor() as cursor:
         cursor.execute(_BATCH_MARK_DONE_SQL.format(now=db_now_sql()), params)
         return {row[0] for row in cursor.fetchall()}
+
+
+def _hand_back(item: Batched) -> None:
+    """Undo the start of a delivery whose handler did not run, and release its lease."""
+    with connection.cursor() as cursor:
+        cursor.execute(_HAND_BACK_SQL, [*_claimed([item]), Delivery.Status.PENDING.value])
+        if cursor.rowcount == 1:
+            item.delivery.attempts -= 1

@@ -1,6 +1,9 @@
 """Handlers subscribed with `batch=True`: a message's deliveries in one transaction, each once."""
 
+import uuid
+
 import pytest
+from django.conf import settings
 from django.db import connection, transaction
 
 from outbox import relay
@@ -8,10 +11,11 @@ from outbox.delivery import deliveries_process
 from outbox.models import Delivery
 from outbox.services import events_record
 from outbox.tasks import deliver
+from shopflow.clock import db_later
 from tests.conftest import wait_until
 from tests.probe.events import ProbeBatched, ProbeHappened
 from tests.probe.models import ProbeRecord, ProbeSwitch
-from tests.probe.scenarios import all_finished, effect_counts
+from tests.probe.scenarios import all_finished, effect_counts, seqs_by_aggregate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -117,6 +121,40 @@ def test_a_batch_whose_worker_dies_buries_only_the_killer(start_worker):
     assert killer.attempts == 4
     assert killer.last_error.startswith("WorkerDied: the worker died while handling")
     assert list(Delivery.objects.filter(status="dead")) == [killer]
+
+
+def _leased_in_one_message(*events: ProbeHappened) -> tuple[str, list[int]]:
+    """Record `events` and lease all their deliveries to one claim, in one transaction.
+
+    The relay never leases two deliveries of one (handler, aggregate) at once;
+    this does, to make a message that carries both.
+    """
+    lease_id = uuid.uuid4()
+    with transaction.atomic():
+        rows = events_record(list(events))
+        deliveries = Delivery.objects.filter(event__in=rows)
+        deliveries.update(
+            lease_id=lease_id, lease_expires_at=db_later(settings.OUTBOX_LEASE_SECONDS)
+        )
+        return str(lease_id), list(deliveries.order_by("id").values_list("id", flat=True))
+
+
+def test_an_event_behind_a_failed_one_of_its_aggregate_in_a_batch_waits_for_it(
+    no_wake_up, start_worker
+):
+    # given: one message carrying two events of aggregate x, the first failing once
+    worker = start_worker(beat=True)
+    lease_id, ids = _leased_in_one_message(
+        ProbeBatched(aggregate="x", seq=1, fail_times=1),
+        ProbeBatched(aggregate="x", seq=2),
+        ProbeBatched(aggregate="y", seq=1),
+    )
+    # when
+    deliver.apply_async(args=(lease_id, ids))
+    # then: x's second event was handled after its first's retry, on its own first attempt
+    assert wait_until(all_finished, timeout=30), worker.log_tail()
+    assert seqs_by_aggregate(HANDLER) == {"x": [1, 2], "y": [1]}
+    assert list(Delivery.objects.order_by("id").values_list("attempts", flat=True)) == [2, 1, 1]
 
 
 def _starts_seen(statements: list[bool]):
