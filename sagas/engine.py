@@ -64,12 +64,12 @@ class Outcome:
 
 @dataclass
 class _Budget:
-    """The moves one call may still make, and whether it may make local ones in place."""
+    """The moves one call may still make, and whether it makes local ones where they are claimed."""
 
     moves: int
-    inline: bool = True
-    # A local move was made in the transaction under way: a failure there is retried without.
-    made_inline: bool = False
+    local_here: bool = True
+    # The transaction under way made a local move: if it fails, it is run again without.
+    made_here: bool = False
 
 
 @dataclass
@@ -86,8 +86,8 @@ class _Held:
     read: dict[int | None, dict[str, Any]] = field(default_factory=dict)
     # Whether `called_off` was asked in this transaction: a step boundary asks it once.
     asked_called_off: bool = False
-    # Whether this transaction made a local move (and so limited its lock waits).
-    made_here: bool = False
+    # Whether this transaction limited its lock waits (it makes a local move).
+    waits_limited: bool = False
 
 
 def saga_advance(saga_id: UUID, *, moves: int = 1) -> None:
@@ -186,7 +186,7 @@ def _busy(step: SagaStep, now: datetime) -> bool:
 
 def _claim(saga_id: UUID, budget: _Budget | None = None) -> Move | None:
     """Claim the saga's next move; within `budget`, make local moves in the same transaction."""
-    return _inline_or_not(lambda: _claim_in_transaction(saga_id, budget), budget)
+    return _here_or_apart(lambda: _claim_in_transaction(saga_id, budget), budget)
 
 
 def _claim_in_transaction(saga_id: UUID, budget: _Budget | None) -> Move | None:
@@ -354,7 +354,7 @@ def _go_on(held: _Held, move: Move | None, budget: _Budget | None) -> Move | Non
 
 
 def _makes_here(held: _Held, move: Move, budget: _Budget | None) -> bool:
-    if budget is None or not budget.inline or budget.moves <= 0 or move.compensating:
+    if budget is None or not budget.local_here or budget.moves <= 0 or move.compensating:
         return False
     return held.definition.steps[move.step_index].local
 
@@ -370,12 +370,13 @@ def _perform_here(held: _Held, move: Move, budget: _Budget) -> Outcome:
     transaction waits for no lock longer than SAGA_LOCAL_MOVE_LOCK_TIMEOUT: a
     cancellation or a twin advance must not queue behind a slow reservation.
     A permanent failure is recorded with what the action wrote; any other
-    failure, such a timeout included (the transaction may be broken), rolls
-    the whole transaction back (`_inline_or_not` then runs it the classic way).
+    failure, a lock-wait timeout included (the transaction may be broken),
+    rolls the whole transaction back (`_here_or_apart` then runs it again with
+    the move claimed here and made apart).
     """
-    budget.made_inline = True
-    if not held.made_here:
-        held.made_here = True
+    budget.made_here = True
+    if not held.waits_limited:
+        held.waits_limited = True
         store().limit_lock_waits(settings.SAGA_LOCAL_MOVE_LOCK_TIMEOUT)
     _save(held, touch=False)
     step = held.definition.steps[move.step_index]
@@ -391,23 +392,23 @@ def _perform_here(held: _Held, move: Move, budget: _Budget) -> Outcome:
         raise _LocalMoveFailed(_describe(exc)) from exc
 
 
-def _inline_or_not(run: Callable[[], Move | None], budget: _Budget | None) -> Move | None:
+def _here_or_apart(run: Callable[[], Move | None], budget: _Budget | None) -> Move | None:
     """Run an engine transaction; if it fails after making a local move, once more without.
 
     The failed transaction left nothing behind, so running it again, each local
-    move then claimed and performed the classic way, is what it would have done.
+    move then claimed, performed and recorded as a remote one is, does what it
+    would have done.
     """
-    if budget is None or not budget.inline:
+    if budget is None or not budget.local_here:
         return run()
-    moves, budget.made_inline = budget.moves, False
+    moves, budget.made_here = budget.moves, False
     try:
         return run()
     except Exception as exc:
-        if not budget.made_inline:
+        if not budget.made_here:
             raise
-        logger.warning("a local move failed in its claiming transaction, retried apart: %s",
-                       _describe(exc))  # fmt: skip
-        budget.moves, budget.inline = moves, False
+        logger.warning("a local move failed where it was claimed; made apart: %s", _describe(exc))
+        budget.moves, budget.local_here = moves, False
         return run()
 
 
@@ -424,7 +425,7 @@ def _record(
 
     Within `budget`, local moves so claimed are made in the same transaction.
     """
-    return _inline_or_not(lambda: _record_in_transaction(move, outcome, claim_next, budget), budget)
+    return _here_or_apart(lambda: _record_in_transaction(move, outcome, claim_next, budget), budget)
 
 
 def _record_in_transaction(
