@@ -85,12 +85,14 @@ def reservation_create(
     unchanged. A rejection is recorded as `inventory.reservation_rejected`.
     `fence` guards the reservation's insert, the transaction's first write, and
     raises to refuse the whole write (a saga attempt that is no longer its
-    step's current one).
+    step's current one). Inside a caller's transaction (the saga engine's, for
+    a local step) it adds no savepoint: an error here fails the caller's whole
+    transaction, as the caller expects of a write it makes its own.
     """
     # A non-positive quantity would pass the availability check and lower `reserved`.
     if not lines or any(quantity <= 0 for quantity in lines.values()):
         raise ValueError("a reservation needs at least one line, each with a positive quantity")
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         reservation = _claim_reservation(order_id, fence)
         if reservation is None:
             return Reservation.objects.get(order_id=order_id)

@@ -6,9 +6,14 @@ step's reason. Every external call carries a key made from the saga and step,
 and every local write of an action goes through the attempt's `fence`, so an
 attempt that outlived its lease writes nothing (sagas/fencing.py).
 
-The order is read once per step boundary (`order_cancelled`, fresh each time)
-and that same row serves the step's action: everything an action reads of it
-(lines, total, token, address) is fixed at placement.
+The reservation is a local step: the engine makes it in the transaction that
+claims it. The charge and the booking call out, so each returns its
+provider's answer (`Answer`) for the engine to write in the transaction that
+records the step.
+
+The order is read at step boundaries (`order_cancelled`, fresh in each engine
+transaction) and that same row serves the step's action: everything an
+action reads of it (lines, total, token, address) is fixed at placement.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from inventory.services import InsufficientStock, reservation_create, reservatio
 from orders.models import FailureReason, Order, Status
 from orders.services import order_fail
 from payments.gateways import PaymentDeclined
-from payments.services import payment_charge, payment_refund
-from sagas.definitions import PermanentFailure, SagaDefinition, Step, register, step_key
+from payments.models import Payment
+from payments.services import payment_capture_record, payment_charge_call, payment_refund
+from sagas.definitions import Answer, PermanentFailure, SagaDefinition, Step, register, step_key
 from sagas.models import Saga
 from shipping.carriers import CarrierError, CarrierRejected
 from shipping.models import Shipment
-from shipping.services import shipment_cancel, shipment_schedule
+from shipping.services import shipment_booking_record, shipment_cancel, shipment_schedule_call
 from shopflow.clock import db_now
 from shopflow.fences import Fence
 
@@ -65,10 +71,10 @@ def release_stock(saga: Saga) -> None:
     reservation_release(order_id=_order(saga).id)
 
 
-def charge_payment(saga: Saga, fence: Fence) -> dict[str, Any]:
+def charge_payment(saga: Saga, fence: Fence) -> dict[str, Any] | Answer:
     order = _order(saga)
     try:
-        payment = payment_charge(
+        charged = payment_charge_call(
             order_id=order.id,
             amount=order.total,
             currency=order.currency,
@@ -78,6 +84,12 @@ def charge_payment(saga: Saga, fence: Fence) -> dict[str, Any]:
         )
     except PaymentDeclined as exc:
         raise PermanentFailure(FailureReason.PAYMENT_DECLINED, str(exc)) from exc
+    if isinstance(charged, Payment):
+        return _charged(charged)
+    return Answer(lambda: _charged(payment_capture_record(charged)))
+
+
+def _charged(payment: Payment) -> dict[str, Any]:
     return {"payment_id": payment.pk, "provider_ref": payment.provider_ref}
 
 
@@ -86,10 +98,10 @@ def refund_payment(saga: Saga) -> None:
     payment_refund(order_id=_order(saga).id)
 
 
-def schedule_shipment(saga: Saga, fence: Fence) -> dict[str, Any]:
+def schedule_shipment(saga: Saga, fence: Fence) -> dict[str, Any] | Answer:
     order = _order(saga)
     try:
-        shipment = shipment_schedule(
+        booked = shipment_schedule_call(
             order_id=order.id,
             address=order.shipping_address,
             idempotency_key=step_key(saga, "schedule_shipment"),
@@ -97,6 +109,12 @@ def schedule_shipment(saga: Saga, fence: Fence) -> dict[str, Any]:
         )
     except CarrierRejected as exc:
         raise PermanentFailure(FailureReason.SHIPPING_UNAVAILABLE, str(exc)) from exc
+    if isinstance(booked, Shipment):
+        return _scheduled(booked)
+    return Answer(lambda: _scheduled(shipment_booking_record(booked)))
+
+
+def _scheduled(shipment: Shipment) -> dict[str, Any]:
     return {"shipment_id": shipment.pk, "tracking_number": shipment.tracking_number}
 
 
@@ -130,7 +148,8 @@ def fail_order(saga: Saga) -> None:
 def order_cancelled(saga: Saga) -> bool:
     """Whether the order was cancelled, even if its `order.cancelled` is not handled yet.
 
-    Read afresh at every step boundary; the step's action then uses this row.
+    Read afresh in each engine transaction that crosses a step boundary; the
+    steps' actions then use this row.
     """
     order = saga.__dict__[_ORDER] = Order.objects.filter(pk=saga.key).first()
     return order is not None and order.status == Status.CANCELLED
@@ -141,7 +160,7 @@ fulfilment = register(
         name=FULFILMENT,
         steps=(
             Step("reserve_stock", reserve_stock, release_stock,
-                 exhausted_reason=FailureReason.INSUFFICIENT_STOCK),
+                 exhausted_reason=FailureReason.INSUFFICIENT_STOCK, local=True),
             Step("charge_payment", charge_payment, refund_payment,
                  exhausted_reason=FailureReason.PAYMENT_UNAVAILABLE),
             Step("schedule_shipment", schedule_shipment, cancel_shipment,

@@ -2,12 +2,15 @@
 
 Gateway calls happen outside any transaction (a network call must never hold
 row locks or run before the change it depends on commits); the outcome is
-then recorded with its event in a short transaction of its own.
+then recorded with its event in a short transaction: its own, or, for a
+charge split into `payment_charge_call` and `payment_capture_record`, the
+caller's (the saga engine records the step's outcome in the same one).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from uuid import UUID
@@ -35,6 +38,14 @@ class PaymentClosed(Exception):
     """The payment was closed by a compensation that found no charge: it is not charged now."""
 
 
+@dataclass(frozen=True)
+class ChargeMade:
+    """A charge the gateway made under the payment's key, not recorded yet."""
+
+    payment: Payment
+    reference: str
+
+
 def payment_charge(
     *,
     order_id: UUID,
@@ -53,6 +64,31 @@ def payment_charge(
     (the payment row, the capture, the decline) and raises to refuse the write:
     a saga attempt that outlived its lease records nothing, and its charge, if
     one lands, is found by the compensation through the key.
+    """
+    charged = payment_charge_call(
+        order_id=order_id, amount=amount, currency=currency, token=token,
+        idempotency_key=idempotency_key, fence=fence,
+    )  # fmt: skip
+    if isinstance(charged, Payment):
+        return charged
+    with transaction.atomic():
+        return payment_capture_record(charged, fence)
+
+
+def payment_charge_call(
+    *,
+    order_id: UUID,
+    amount: Decimal,
+    currency: str,
+    token: str,
+    idempotency_key: str,
+    fence: Fence | None = None,
+) -> Payment | ChargeMade:
+    """The gateway's half of `payment_charge`: the charge made, for `payment_capture_record`.
+
+    The payment row is written first (through `fence`), so a compensation finds
+    the key whatever happens next; a decline is recorded here (and raised). A
+    payment captured already is returned as it is, without calling the gateway.
     """
     _outside_transaction("payment_charge")
     payment = Payment(order_id=order_id, amount=amount, currency=currency, token=token,
@@ -77,7 +113,7 @@ def payment_charge(
     except PaymentDeclined as exc:
         _record_decline(payment.pk, str(exc), fence)
         raise
-    return _record_capture(payment, charge.reference, fence)
+    return ChargeMade(payment, charge.reference)
 
 
 def _refund_late_charge(payment: Payment) -> bool:
@@ -122,26 +158,29 @@ def payments_late_charges_refund(*, limit: int = 100) -> int:
 _UNSETTLED = (Payment.Status.PENDING, Payment.Status.DECLINED)
 
 
-def _record_capture(payment: Payment, reference: str, fence: Fence | None = None) -> Payment:
-    """Record the charge found under the payment's key, unless a charge is recorded already.
+def payment_capture_record(charged: ChargeMade, fence: Fence | None = None) -> Payment:
+    """Record the charge made under the payment's key, unless a charge is recorded already.
 
-    One UPDATE, its row lock the payment aggregate's for the event, guarded by
-    `fence` if any; only if it changed nothing is the payment read again.
+    In the caller's transaction: one UPDATE, its row lock the payment
+    aggregate's for the event, guarded by `fence` if any; only if it changed
+    nothing is the payment read again.
     """
-    with transaction.atomic():
-        now = timezone.now()
-        params = [Payment.Status.CAPTURED, reference, now, payment.pk, *_UNSETTLED]
-        if not fenced_write(fence, _CAPTURE_SQL, params):
-            return Payment.objects.get(pk=payment.pk)
-        payment.status, payment.provider_ref, payment.updated_at = (
-            Payment.Status.CAPTURED,
-            reference,
-            now,
-        )
-        events_record([
-            events.PaymentCaptured(order_id=payment.order_id, amount=payment.amount,
-                                   currency=payment.currency, provider_ref=reference)
-        ])  # fmt: skip
+    if not connection.in_atomic_block:
+        raise RuntimeError("a capture is recorded inside the transaction that records its event")
+    payment, reference = charged.payment, charged.reference
+    now = timezone.now()
+    params = [Payment.Status.CAPTURED, reference, now, payment.pk, *_UNSETTLED]
+    if not fenced_write(fence, _CAPTURE_SQL, params):
+        return Payment.objects.get(pk=payment.pk)
+    payment.status, payment.provider_ref, payment.updated_at = (
+        Payment.Status.CAPTURED,
+        reference,
+        now,
+    )
+    events_record([
+        events.PaymentCaptured(order_id=payment.order_id, amount=payment.amount,
+                               currency=payment.currency, provider_ref=reference)
+    ])  # fmt: skip
     return payment
 
 
@@ -194,7 +233,8 @@ def payment_refund(*, order_id: UUID) -> Payment | None:
     if payment is not None and payment.status in _UNSETTLED:
         charge = get_gateway().find_charge(idempotency_key=payment.idempotency_key)
         if charge is not None:
-            payment = _record_capture(payment, charge.reference)
+            with transaction.atomic():
+                payment = payment_capture_record(ChargeMade(payment, charge.reference))
         else:  # nothing to refund; a call still in flight refunds its own charge
             payment = _close(payment.pk)
     if payment is None or payment.status != Payment.Status.CAPTURED:

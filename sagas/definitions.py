@@ -22,9 +22,23 @@ class TransientFailure(Exception):
     """An action's error that the same call may not hit again (timeout, provider down)."""
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What a remote step's provider answered, for the engine to write when it records the step.
+
+    A remote action returns this rather than writing the answer itself: the
+    engine calls `record` in the transaction that records the step's outcome,
+    under the saga's lock and only if the attempt still holds its step (the
+    lock and the fencing token, read under it, are the fence), so one
+    transaction writes both. `record` returns the step's result.
+    """
+
+    record: Callable[[], dict[str, Any]]
+
+
 # An action gets the attempt's fence: it passes it to every service that writes
 # what the action did, which writes through it (shopflow/fences.py, sagas/fencing.py).
-Action = Callable[[Saga, Fence], dict[str, Any] | None]
+Action = Callable[[Saga, Fence], dict[str, Any] | Answer | None]
 Compensation = Callable[[Saga], None]
 
 
@@ -45,6 +59,7 @@ class Step:
     # Failure reason recorded when transient errors exhaust the attempts.
     exhausted_reason: str = ""
     max_attempts: int | None = None
+    local: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,8 +73,9 @@ class SagaDefinition:
     on_completed: Callable[[Saga], bool]
     # Runs in the transaction that finishes compensation.
     on_compensated: Callable[[Saga], None]
-    # Whether the business object was called off, read at each step boundary: the
-    # cancellation's own message may still be on its way, and nothing new should start.
+    # Whether the business object was called off, read at each step boundary (once per
+    # engine transaction that crosses one): the cancellation's own message may still be
+    # on its way, and nothing new should start.
     called_off: Callable[[Saga], bool] = lambda saga: False
 
 

@@ -2,15 +2,17 @@
 
 A move is: claim (a short transaction under the saga's row lock), perform the
 step's action or compensation outside any transaction, then record the outcome
-(another short locked transaction). When the next move is due at once, the
-recording transaction also claims it, and the same call performs it, up to
-`moves` in a row (the `sagas.advance` task passes SAGA_MOVES_PER_TASK);
-otherwise, or past that budget, the next move is a new task scheduled after
-commit. Each transaction locks the saga and reads it with the database's
-time, then reads its steps, and writes what it changed in one statement
-(`sagas/store.py`: named SQL on PostgreSQL, the ORM elsewhere). Duplicated or
-stale calls are harmless: a claim gives the step a lease and a fencing
-token, and only the holder of the latest token may write what it did
+(another short locked transaction), which also writes what a remote action's
+provider answered (`definitions.Answer`). A local action (`Step.local`) is
+performed inside the transaction that claims it, and recorded there. When the
+next move is due at once, the recording transaction also claims it, and the
+same call performs it, up to `moves` in a row (the `sagas.advance` task passes
+SAGA_MOVES_PER_TASK); otherwise, or past that budget, the next move is a new
+task scheduled after commit. Each transaction locks the saga and reads it with
+the database's time, then reads its steps, and writes what it changed in one
+statement (`sagas/store.py`: named SQL on PostgreSQL, the ORM elsewhere).
+Duplicated or stale calls are harmless: a claim gives the step a lease and a
+fencing token, and only the holder of the latest token may write what it did
 or record its outcome (`sagas/fencing.py`). A lost call is brought back by
 the watchdog, which looks at `Saga.wake_at`. Every instant compared across
 processes (leases, backoffs, `wake_at`) is the database's, read with the
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -28,9 +31,9 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
-from sagas.definitions import PermanentFailure, SagaDefinition, get_definition
+from sagas.definitions import Answer, PermanentFailure, SagaDefinition, get_definition
 from sagas.fencing import Fence, StaleAttempt, lease_kept
 from sagas.models import Saga, SagaStep
 from sagas.store import SAGA_FIELDS, STEP_FIELDS, store
@@ -56,6 +59,18 @@ class Outcome:
     result: dict[str, Any] | None = None
     permanent_reason: str = ""
     error: str = ""
+    # A remote action's answer, written by the transaction that records the move.
+    answer: Answer | None = None
+
+
+@dataclass
+class _Budget:
+    """The moves one call may still make, and whether it makes local ones where they are claimed."""
+
+    moves: int
+    local_here: bool = True
+    # The transaction under way made a local move: if it fails, it is run again without.
+    made_here: bool = False
 
 
 @dataclass
@@ -70,14 +85,19 @@ class _Held:
     changed: set[int] = field(default_factory=set)
     # The saga's and the steps' fields as read, so that only what changed is written.
     read: dict[int | None, dict[str, Any]] = field(default_factory=dict)
+    # Whether `called_off` was asked in this transaction: a step boundary asks it once.
+    asked_called_off: bool = False
+    # Whether this transaction limited its lock waits (it makes a local move).
+    waits_limited: bool = False
 
 
 def saga_advance(saga_id: UUID, *, moves: int = 1) -> None:
     """Make the saga's next moves that nobody else is making, up to `moves` in a row."""
-    move = _claim(saga_id)
+    budget = _Budget(moves)
+    move = _claim(saga_id, budget)
     while move is not None:
-        moves -= 1
-        move = _record(move, _perform(move), claim_next=moves > 0)
+        budget.moves -= 1
+        move = _record(move, _perform(move), claim_next=budget.moves > 0, budget=budget)
 
 
 def schedule_advance(saga: Saga, *, now: datetime, delay: float = 0.0) -> None:
@@ -131,7 +151,7 @@ def _lock(saga_id: UUID) -> _Held | None:
 
 
 def _save(held: _Held, *, touch: bool) -> None:
-    """Write what this transaction changed: the claimed or recorded steps, the saga.
+    """Write what changed since this transaction last wrote: claimed or recorded steps, the saga.
 
     With `touch`, the saga is written (its `updated_at`, which the watchdog
     reads) even if nothing else of it changed, as recording a move does.
@@ -140,6 +160,9 @@ def _save(held: _Held, *, touch: bool) -> None:
     saga_fields = _changed(held.saga, held.read[None])
     if steps or saga_fields or touch:
         store().save((held.saga, saga_fields), steps)
+    held.read[None] = _fields(held.saga, SAGA_FIELDS)
+    held.read.update((i, _fields(held.steps[i], STEP_FIELDS)) for i in held.changed)
+    held.changed.clear()
 
 
 def _fields(instance: Saga | SagaStep, names: tuple[str, ...]) -> dict[str, Any]:
@@ -164,12 +187,17 @@ def _busy(step: SagaStep, now: datetime) -> bool:
 # --- claim -----------------------------------------------------------------------------
 
 
-def _claim(saga_id: UUID) -> Move | None:
+def _claim(saga_id: UUID, budget: _Budget | None = None) -> Move | None:
+    """Claim the saga's next move; within `budget`, make local moves in the same transaction."""
+    return _here_or_apart(lambda: _claim_in_transaction(saga_id, budget), budget)
+
+
+def _claim_in_transaction(saga_id: UUID, budget: _Budget | None) -> Move | None:
     with transaction.atomic():
         held = _lock(saga_id)
         if held is None or held.saga.status not in Saga.ACTIVE:
             return None
-        move = _claim_held(held)
+        move = _go_on(held, _claim_held(held), budget)
         _save(held, touch=False)  # a duplicate that finds the step busy writes nothing
         return move
 
@@ -182,7 +210,7 @@ def _claim_held(held: _Held) -> Move | None:
     saga, definition, steps, now = held.saga, held.definition, held.steps, held.now
     if saga.status == Saga.Status.RUNNING:
         step = steps.get(saga.current_step)
-        move = _claim_action(saga, definition, step, now)
+        move = _claim_action(held, step)
     elif saga.status == Saga.Status.COMPENSATING:
         undo = [s for s in steps.values() if _to_undo(s)]
         step = max(undo, key=lambda s: s.index, default=None)
@@ -201,16 +229,17 @@ def _to_undo(step: SagaStep) -> bool:
     return step.in_doubt and step.status in (SagaStep.Status.PENDING, SagaStep.Status.FAILED)
 
 
-def _claim_action(
-    saga: Saga, definition: SagaDefinition, step: SagaStep | None, now: datetime
-) -> Move | None:
+def _claim_action(held: _Held, step: SagaStep | None) -> Move | None:
+    saga, definition, now = held.saga, held.definition, held.now
     interrupted = step is not None and step.status == SagaStep.Status.RUNNING
     if step is not None and _busy(step, now) and (interrupted or not saga.cancel_requested):
         return None
     # Completing asks `on_completed`, which refuses a called-off saga itself.
     boundary = step is not None and not interrupted and not saga.cancel_requested
-    if boundary and definition.called_off(saga):
-        saga.cancel_requested = True
+    if boundary and not held.asked_called_off:
+        held.asked_called_off = True
+        if definition.called_off(saga):
+            saga.cancel_requested = True
     # A step whose worker died may have acted: run it again (idempotently) even
     # when cancelled, so its effect is known and can be compensated.
     if saga.cancel_requested and not interrupted:
@@ -288,7 +317,10 @@ def _perform(move: Move) -> Outcome:
                 step.compensation(saga)
                 return Outcome(ok=True)
             fence = Fence(move.saga_id, move.step_index, move.fence)
-            return Outcome(ok=True, result=step.action(saga, fence) or {})
+            done = step.action(saga, fence)
+            if isinstance(done, Answer):
+                return Outcome(ok=True, answer=done)
+            return Outcome(ok=True, result=done or {})
     except PermanentFailure as exc:
         return Outcome(ok=False, permanent_reason=exc.reason, error=_describe(exc))
     except StaleAttempt as exc:
@@ -303,14 +335,105 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
+# --- local moves, made in the engine's transaction -------------------------------------
+
+
+class _LocalMoveFailed(Exception):
+    """A local action failed other than for good: its transaction is rolled back, whole."""
+
+
+def _go_on(held: _Held, move: Move | None, budget: _Budget | None) -> Move | None:
+    """Make `move` here if its step is local, then each next one claimed so, within `budget`.
+
+    Returns the first move left to perform outside this transaction (a remote
+    one), if one was claimed.
+    """
+    while move is not None and _makes_here(held, move, budget):
+        budget.moves -= 1
+        step = held.steps[move.step_index]
+        delay = _record_action(held, step, _perform_here(held, move, budget))
+        move = _after(held, delay, claim_next=budget.moves > 0)
+    return move
+
+
+def _makes_here(held: _Held, move: Move, budget: _Budget | None) -> bool:
+    if budget is None or not budget.local_here or budget.moves <= 0 or move.compensating:
+        return False
+    return held.definition.steps[move.step_index].local
+
+
+def _perform_here(held: _Held, move: Move, budget: _Budget) -> Outcome:
+    """Perform a local action in the claiming transaction, the claim written first.
+
+    Writing the claim first locks the step's row with the new token, so an
+    older attempt's fenced write (a classic attempt that outlived its lease)
+    waits for this transaction and then finds itself stale, instead of
+    holding the row this transaction must write. No lease renewal: the lease
+    and the record commit together. The saga's lock is held meanwhile, so the
+    transaction waits for no lock longer than SAGA_LOCAL_MOVE_LOCK_TIMEOUT: a
+    cancellation or a twin advance must not queue behind a slow reservation.
+    A permanent failure is recorded with what the action wrote; any other
+    failure, a lock-wait timeout included (the transaction may be broken),
+    rolls the whole transaction back (`_here_or_apart` then runs it again with
+    the move claimed here and made apart).
+    """
+    budget.made_here = True
+    if not held.waits_limited:
+        held.waits_limited = True
+        store().limit_lock_waits(settings.SAGA_LOCAL_MOVE_LOCK_TIMEOUT)
+    _save(held, touch=False)
+    step = held.definition.steps[move.step_index]
+    fence = Fence(move.saga_id, move.step_index, move.fence)
+    try:
+        done = step.action(held.saga, fence)
+        return Outcome(ok=True, result=(done.record() if isinstance(done, Answer) else done) or {})
+    except PermanentFailure as exc:
+        if connection.needs_rollback:
+            raise _LocalMoveFailed(_describe(exc)) from exc
+        return Outcome(ok=False, permanent_reason=exc.reason, error=_describe(exc))
+    except Exception as exc:
+        raise _LocalMoveFailed(_describe(exc)) from exc
+
+
+def _here_or_apart(run: Callable[[], Move | None], budget: _Budget | None) -> Move | None:
+    """Run an engine transaction; if it fails after making a local move, once more without.
+
+    The failed transaction left nothing behind, so running it again, each local
+    move then claimed, performed and recorded as a remote one is, does what it
+    would have done.
+    """
+    if budget is None or not budget.local_here:
+        return run()
+    moves, budget.made_here = budget.moves, False
+    try:
+        return run()
+    except Exception as exc:
+        if not budget.made_here:
+            raise
+        logger.warning("a local move failed where it was claimed; made apart: %s", _describe(exc))
+        budget.moves, budget.local_here = moves, False
+        return run()
+
+
 # --- record ----------------------------------------------------------------------------
 
 # The saga's next move is due at once (as opposed to after a backoff, or never).
 _NOW = 0.0
 
 
-def _record(move: Move, outcome: Outcome, *, claim_next: bool = False) -> Move | None:
-    """Record the move's outcome; with `claim_next`, claim the next move if it is due at once."""
+def _record(
+    move: Move, outcome: Outcome, *, claim_next: bool = False, budget: _Budget | None = None
+) -> Move | None:
+    """Record the move's outcome; with `claim_next`, claim the next move if it is due at once.
+
+    Within `budget`, local moves so claimed are made in the same transaction.
+    """
+    return _here_or_apart(lambda: _record_in_transaction(move, outcome, claim_next, budget), budget)
+
+
+def _record_in_transaction(
+    move: Move, outcome: Outcome, claim_next: bool, budget: _Budget | None
+) -> Move | None:
     reconcile, next_move = False, None
     with transaction.atomic():
         held = _lock(move.saga_id)
@@ -325,8 +448,8 @@ def _record(move: Move, outcome: Outcome, *, claim_next: bool = False) -> Move |
             if move.compensating:
                 delay = _record_compensation(held, step, outcome)
             else:
-                delay = _record_action(held, step, outcome)
-            next_move = _after(held, delay, claim_next=claim_next)
+                delay = _record_action(held, step, _answer_written(outcome))
+            next_move = _go_on(held, _after(held, delay, claim_next=claim_next), budget)
             _save(held, touch=True)
     if reconcile:
         _reconcile(move)
@@ -341,6 +464,13 @@ def _after(held: _Held, delay: float | None, *, claim_next: bool) -> Move | None
     if delay is not None:
         schedule_advance(held.saga, now=held.now, delay=delay)
     return None
+
+
+def _answer_written(outcome: Outcome) -> Outcome:
+    """The outcome with its provider's answer written (in the recording transaction)."""
+    if outcome.answer is None:
+        return outcome
+    return Outcome(ok=True, result=outcome.answer.record())
 
 
 def _undoing(step: SagaStep) -> bool:

@@ -4,11 +4,14 @@ A claim gives a step a lease and a new fencing token (`SagaStep.fence`). An
 attempt whose lease ran out (a slow provider, a GC pause, a frozen VM) may
 still be running when the engine has given the step to a newer attempt, or
 moved on to compensate it. Every local write an action makes (the
-reservation, the recorded capture, the recorded booking) therefore calls its
+reservation, the payment row, a decline or rejection) therefore calls its
 `Fence` with the write itself (`Fence.write`): one statement locks the step's
 row until commit and writes only if the token is still the step's current
 running one, so a claim re-taking the step waits for that commit, and a write
-that waited for a claim finds the new token and writes nothing. A stale
+that waited for a claim finds the new token and writes nothing. What a
+remote step's provider answered (the capture, the booking) is written by the
+engine with the step's record, under the saga's lock, only while the token
+it reads there is still the attempt's (`definitions.Answer`). A stale
 attempt's provider effect is never recorded by it; compensation finds it
 through the step's idempotency key.
 

@@ -45,6 +45,9 @@ class Store(Protocol):
     def save(self, saga: Changes, steps: list[Changes]) -> None:
         """Write the changed steps and the saga (its `updated_at` always)."""
 
+    def limit_lock_waits(self, seconds: float) -> None:
+        """Until the transaction ends, fail a statement that waits longer for a lock."""
+
 
 def locked(**lookup: Any) -> tuple[Saga | None, datetime]:
     """Lock the saga found by `lookup`; it and the database's time, in one query."""
@@ -68,6 +71,9 @@ class OrmStore:
             step.save(update_fields=fields)
         instance, fields = saga
         instance.save(update_fields=[*fields, "updated_at"])
+
+    def limit_lock_waits(self, seconds: float) -> None:
+        pass  # SQLite's writers run one at a time: no one else holds a lock to wait for
 
 
 class PostgresStore:
@@ -109,6 +115,9 @@ class PostgresStore:
         )  # fmt: skip
         instance.updated_at = params["updated_at"]
         _run("save_saga", params)
+
+    def limit_lock_waits(self, seconds: float) -> None:
+        _run("limit_lock_waits", {"timeout": f"{max(1, round(seconds * 1000))}ms"})
 
 
 def store() -> Store:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -33,6 +34,15 @@ def _outside_transaction(action: str) -> None:
         raise RuntimeError(f"{action} calls the carrier and must not run in a transaction")
 
 
+@dataclass(frozen=True)
+class Booked:
+    """A booking the carrier made under the key, not recorded yet."""
+
+    order_id: UUID
+    tracking_number: str
+    idempotency_key: str
+
+
 def shipment_schedule(
     *,
     order_id: UUID,
@@ -46,6 +56,27 @@ def shipment_schedule(
     records the outcome, and raises to refuse: a saga attempt that outlived its
     lease books nothing more and records nothing; a booking of its that lands
     anyway is found by the compensation through the key.
+    """
+    booked = shipment_schedule_call(
+        order_id=order_id, address=address, idempotency_key=idempotency_key, fence=fence
+    )
+    if isinstance(booked, Shipment):
+        return booked
+    with transaction.atomic():
+        return shipment_booking_record(booked, fence)
+
+
+def shipment_schedule_call(
+    *,
+    order_id: UUID,
+    address: dict[str, Any],
+    idempotency_key: str,
+    fence: Fence | None = None,
+) -> Shipment | Booked:
+    """The carrier's half of `shipment_schedule`: the booking made, for `shipment_booking_record`.
+
+    A shipment on record already is returned as it is, without calling the
+    carrier; a rejection is recorded here (and raised).
     """
     _outside_transaction("shipment_schedule")
     existing = _booked(order_id, fence)
@@ -61,7 +92,7 @@ def shipment_schedule(
             fence_check(fence)
             events_record([ShipmentRejected(order_id=order_id, reason=str(exc))])
         raise
-    return _record_booking(order_id, tracking, idempotency_key, fence)
+    return Booked(order_id, tracking, idempotency_key)
 
 
 def _booked(order_id: UUID, fence: Fence | None) -> Shipment | None:
@@ -78,22 +109,23 @@ def _booked(order_id: UUID, fence: Fence | None) -> Shipment | None:
 _BOOKED_SQL = f"SELECT id FROM {Shipment._meta.db_table} WHERE order_id = %s AND {{held}}"
 
 
-def _record_booking(
-    order_id: UUID, tracking: str, idempotency_key: str, fence: Fence | None = None
-) -> Shipment:
+def shipment_booking_record(booked: Booked, fence: Fence | None = None) -> Shipment:
     """Record the booking, once: the first to record it wins, a later one reads it.
 
-    Under the shipment's lock, which every writer of an order's shipment and its
-    events takes (a rejection too), then the insert guarded by `fence`.
+    In the caller's transaction, under the shipment's lock, which every writer
+    of an order's shipment and its events takes (a rejection too), then the
+    insert guarded by `fence`.
     """
+    if not connection.in_atomic_block:
+        raise RuntimeError("a booking is recorded inside the transaction that records its event")
+    order_id, tracking = booked.order_id, booked.tracking_number
     shipment = Shipment(
-        order_id=order_id, tracking_number=tracking, idempotency_key=idempotency_key
+        order_id=order_id, tracking_number=tracking, idempotency_key=booked.idempotency_key
     )
-    with transaction.atomic():
-        aggregate_lock("shipment", order_id)
-        if not fenced_insert(fence, shipment):
-            return Shipment.objects.get(order_id=order_id)
-        events_record([ShipmentScheduled(order_id=order_id, tracking_number=tracking)])
+    aggregate_lock("shipment", order_id)
+    if not fenced_insert(fence, shipment):
+        return Shipment.objects.get(order_id=order_id)
+    events_record([ShipmentScheduled(order_id=order_id, tracking_number=tracking)])
     return shipment
 
 
@@ -108,7 +140,8 @@ def shipment_cancel(*, order_id: UUID, idempotency_key: str = "") -> Shipment | 
     if shipment is None and idempotency_key:
         tracking = get_carrier().find(idempotency_key=idempotency_key)
         if tracking is not None:
-            shipment = _record_booking(order_id, tracking, idempotency_key)
+            with transaction.atomic():
+                shipment = shipment_booking_record(Booked(order_id, tracking, idempotency_key))
     if shipment is None or shipment.status != Shipment.Status.SCHEDULED:
         return shipment
     get_carrier().cancel(tracking_number=shipment.tracking_number)

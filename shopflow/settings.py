@@ -307,6 +307,10 @@ SAGA_STEP_MAX_SECONDS = env.float("SAGA_STEP_MAX_SECONDS", default=300.0)
 # happy path is three); then, or at a backoff, the saga goes on in a new task.
 # 1 makes every move its own task, at the cost of a message and a transaction each.
 SAGA_MOVES_PER_TASK = env.int("SAGA_MOVES_PER_TASK", default=8)
+# Longest a local step made in its claiming transaction (under the saga's lock) waits
+# for a lock held elsewhere (seconds, PostgreSQL): past it, the move is claimed and made
+# apart, so a cancellation or a twin advance never queues behind a slow reservation.
+SAGA_LOCAL_MOVE_LOCK_TIMEOUT = env.float("SAGA_LOCAL_MOVE_LOCK_TIMEOUT", default=0.5)
 # Attempts of a step's action before a transient error counts as permanent.
 # With the backoff below a saga gives up on a flaky provider within ~15 s (< 60 s).
 SAGA_MAX_ATTEMPTS = env.int("SAGA_MAX_ATTEMPTS", default=5)

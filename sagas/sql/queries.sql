@@ -49,3 +49,9 @@ SET status = %(saga_status)s, current_step = %(current_step)s,
     last_error = %(saga_last_error)s, wake_at = %(wake_at)s,
     finished_at = %(saga_finished_at)s, updated_at = %(updated_at)s
 WHERE id = %(saga_id)s
+
+-- limit_lock_waits --
+-- Until the transaction ends, give up on a lock not granted within %(timeout)s (a text
+-- such as '500ms'): a local step made under the saga's lock must not hold it while it
+-- queues for another's (sagas.engine._perform_here)
+SELECT set_config('lock_timeout', %(timeout)s, true)
