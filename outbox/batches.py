@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -52,19 +53,51 @@ class Batched:
 
 
 def batchable(deliveries: list[Delivery]) -> tuple[list[Batched], list[Delivery]]:
-    """Split a message's deliveries: those to run as one batch (two or more), and the rest."""
-    batched: list[Batched] = []
+    """Split a message's deliveries: those to run in batches (two or more of one handler), the rest.
+
+    A batch holds one handler's deliveries only: a shared message (one commit's
+    deliveries to several queues) must not tie one handler's transaction to
+    another's locks or rollbacks (the saga's start to the analytics projection,
+    which a rebuild locks for its whole replay).
+    """
+    by_handler: dict[str, list[Batched]] = defaultdict(list)
     alone: list[Delivery] = []
     for delivery in deliveries:
         item = _batched(delivery)
         if item is None:
             alone.append(delivery)
         else:
-            batched.append(item)
-    if len(batched) < 2:  # a batch of one is one delivery: the plain path is as cheap
-        alone = sorted(alone + [item.delivery for item in batched], key=lambda d: d.pk)
-        batched = []
-    return batched, alone
+            by_handler[delivery.handler].append(item)
+    batched: list[Batched] = []
+    for _, items in sorted(by_handler.items(), key=lambda pair: _turn(pair[1][0].delivery)):
+        if len(items) < 2:  # a batch of one is one delivery: the plain path is as cheap
+            alone.extend(item.delivery for item in items)
+        else:
+            batched.extend(items)
+    return batched, sorted(alone, key=_turn)
+
+
+def _turn(delivery: Delivery) -> tuple[int, int]:
+    """Where a delivery of a shared message runs: its queue's turn (saga first), then id order.
+
+    Reordering across handlers is safe: an aggregate's order holds per handler, and one
+    handler's deliveries share a queue, so they keep their id order.
+    """
+    from outbox.relay import queue_of, queue_rank
+
+    return queue_rank(queue_of(delivery.handler)), delivery.pk
+
+
+def batch_process(items: list[Batched]) -> list[Outcome]:
+    """Each handler's items as one batch (`_batch_process`); outcomes in the order of `items`."""
+    by_handler: dict[str, list[Batched]] = defaultdict(list)
+    for item in items:
+        by_handler[item.delivery.handler].append(item)
+    outcomes: dict[int, Outcome] = {}
+    for batch in by_handler.values():
+        done = _batch_process(batch)
+        outcomes.update(zip([item.delivery.pk for item in batch], done, strict=True))
+    return [outcomes[item.delivery.pk] for item in items]
 
 
 def _batched(delivery: Delivery) -> Batched | None:
@@ -78,7 +111,7 @@ def _batched(delivery: Delivery) -> Batched | None:
     return Batched(delivery, handler, event) if handler.batch else None
 
 
-def batch_process(items: list[Batched]) -> list[Outcome]:
+def _batch_process(items: list[Batched]) -> list[Outcome]:
     """Start, flip and handle `items` together; alone again after a failure. Outcomes in order."""
     if not items:
         return []

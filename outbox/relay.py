@@ -214,9 +214,14 @@ def _by_queue(rows: list[tuple[int, str]], *, shared: bool) -> dict[str, list[in
         by_queue[queue_of(handler_name)].append(pk)
     if not shared or len(by_queue) < 2:
         return by_queue
-    order = list(settings.OUTBOX_SHARED_QUEUE_ORDER)
-    first = min(by_queue, key=lambda name: order.index(name) if name in order else len(order))
+    first = min(by_queue, key=queue_rank)
     return {first: sorted(pk for ids in by_queue.values() for pk in ids)}
+
+
+def queue_rank(name: str) -> int:
+    """Where `name` stands in OUTBOX_SHARED_QUEUE_ORDER (saga first); unlisted queues last."""
+    order = list(settings.OUTBOX_SHARED_QUEUE_ORDER)
+    return order.index(name) if name in order else len(order)
 
 
 def _argsrepr(lease_id: str, batch: list[int]) -> str:
