@@ -40,7 +40,8 @@ RELAY_BATCH_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 RELAY_CLAIMED = Counter(
-    "shopflow_outbox_relay_claimed_total", "Deliveries claimed and published by the relay."
+    "shopflow_outbox_relay_claimed_total",
+    "Deliveries leased for sending: claimed by the relay or leased at commit.",
 )
 
 

@@ -254,6 +254,12 @@ def deliveries_dispatch(lease_id: str, rows: list[tuple[int, str]]) -> None:
     In a worker's task (`shopflow.local_work`), the deliveries of queues this
     worker consumes are handled by it right after the task, without a message.
     """
+    RELAY_CLAIMED.inc(len(rows))  # leased for sending by the commit
+    _hand_over(lease_id, rows)
+
+
+def _hand_over(lease_id: str, rows: list[tuple[int, str]]) -> None:
+    """To the dispatcher thread, or kept by this worker's task per queue (`deliveries_dispatch`)."""
     if not local_work_open():
         _dispatch_queue().put((lease_id, rows))
         return
@@ -272,7 +278,9 @@ class _Kept(threading.local):
     """
 
     def __init__(self) -> None:
-        self.rows: dict[str, tuple[str, list[tuple[int, str]]]] = {}
+        # queue -> [(lease id, rows)], each lease's rows apart: a broker error hands
+        # each lease back on its own (`_lease_return`)
+        self.rows: dict[str, list[tuple[str, list[tuple[int, str]]]]] = {}
 
 
 _kept = _Kept()
@@ -280,9 +288,9 @@ _kept = _Kept()
 
 def _keep(lease_id: str, name: str, rows: list[tuple[int, str]]) -> None:
     if (waiting := _kept.rows.get(name)) is not None:
-        waiting[1].extend(rows)
+        waiting.append((lease_id, rows))
         return
-    _kept.rows[name] = (lease_id, list(rows))
+    _kept.rows[name] = [(lease_id, rows)]
     keep_local(name, run=partial(_kept_run, name), publish=partial(_kept_publish, name))
 
 
@@ -290,17 +298,18 @@ def _kept_run(name: str) -> None:
     """Handle the kept deliveries of a queue in this worker, as their message would."""
     from outbox.delivery import deliveries_process
 
-    lease_id, rows = _kept.rows.pop(name)
+    handed = _kept.rows.pop(name)
     try:
-        deliveries_process(lease_id, sorted(pk for pk, _ in rows))
+        deliveries_process(handed[0][0], sorted(pk for _, rows in handed for pk, _ in rows))
     except Exception:  # what is done is skipped by the message's worker
         logger.warning("kept deliveries failed here; publishing them", exc_info=True)
-        _dispatch_queue().put((lease_id, rows))
+        for item in handed:
+            _dispatch_queue().put(item)
 
 
 def _kept_publish(name: str) -> None:
-    if (kept := _kept.rows.pop(name, None)) is not None:
-        _dispatch_queue().put(kept)
+    for item in _kept.rows.pop(name, []):
+        _dispatch_queue().put(item)
 
 
 _dispatcher: tuple[int, queue.SimpleQueue] | None = None  # (pid, its queue)
@@ -376,7 +385,6 @@ def _dispatch_batch(handed: list[tuple[str, list[tuple[int, str]]]]) -> None:
         logger.warning("dispatch at commit failed; the drain sends them", exc_info=True)
         for lease_id, claimed in handed:
             _lease_return(lease_id, [pk for pk, _ in claimed])
-    RELAY_CLAIMED.inc(len(rows))
 
 
 def _dispatch_flush(pending: queue.SimpleQueue, thread: threading.Thread) -> None:
@@ -414,7 +422,7 @@ def successors_relay(keys: Collection[tuple[str, str]]) -> int:
     if local_work_open():  # in a worker's task: kept by it where it consumes their queue
         innocent = [row for row in claim.rows if row[0] not in claim.suspects]
         if innocent:
-            deliveries_dispatch(claim.lease_id, innocent)
+            _hand_over(claim.lease_id, innocent)
         suspects = [row for row in claim.rows if row[0] in claim.suspects]
         if suspects:  # each alone, by message (see `deliveries_publish`)
             deliveries_publish(claim.lease_id, suspects, claim.suspects)

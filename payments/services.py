@@ -16,7 +16,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from outbox.services import events_record
@@ -25,13 +25,9 @@ from payments.gateways import GatewayError, PaymentDeclined, get_gateway
 from payments.models import Payment
 from shopflow.clock import db_now
 from shopflow.fences import Fence, fence_check, fenced_insert, fenced_write
+from shopflow.transactions import inside_transaction, outside_transaction
 
 logger = logging.getLogger("shopflow.payments")
-
-
-def _outside_transaction(action: str) -> None:
-    if connection.in_atomic_block:
-        raise RuntimeError(f"{action} calls the payment gateway and must not run in a transaction")
 
 
 class PaymentClosed(Exception):
@@ -90,7 +86,7 @@ def payment_charge_call(
     the key whatever happens next; a decline is recorded here (and raised). A
     payment captured already is returned as it is, without calling the gateway.
     """
-    _outside_transaction("payment_charge")
+    outside_transaction("payment_charge", "the payment gateway")
     payment = Payment(order_id=order_id, amount=amount, currency=currency, token=token,
                       idempotency_key=idempotency_key)  # fmt: skip
     # INSERT … ON CONFLICT DO NOTHING, then read only if it was there: a racing call
@@ -165,8 +161,7 @@ def payment_capture_record(charged: ChargeMade, fence: Fence | None = None) -> P
     aggregate's for the event, guarded by `fence` if any; only if it changed
     nothing is the payment read again.
     """
-    if not connection.in_atomic_block:
-        raise RuntimeError("a capture is recorded inside the transaction that records its event")
+    inside_transaction("a capture")
     payment, reference = charged.payment, charged.reference
     now = timezone.now()
     params = [Payment.Status.CAPTURED, reference, now, payment.pk, *_UNSETTLED]
@@ -228,7 +223,7 @@ def payment_refund(*, order_id: UUID) -> Payment | None:
     payment's key, and a charge it made is recorded as captured first, then refunded.
     If it made none, the payment is closed (see `payment_charge`).
     """
-    _outside_transaction("payment_refund")
+    outside_transaction("payment_refund", "the payment gateway")
     payment = Payment.objects.filter(order_id=order_id).first()
     if payment is not None and payment.status in _UNSETTLED:
         charge = get_gateway().find_charge(idempotency_key=payment.idempotency_key)

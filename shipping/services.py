@@ -21,17 +21,13 @@ from shipping.events import ShipmentCancelled, ShipmentRejected, ShipmentSchedul
 from shipping.models import Shipment
 from shopflow.clock import db_now
 from shopflow.fences import Fence, fence_check, fenced_insert, fenced_write
+from shopflow.transactions import inside_transaction, outside_transaction
 
 logger = logging.getLogger("shopflow.shipping")
 
 
 class UnknownTrackingNumber(LookupError):
     """No shipment has this tracking number."""
-
-
-def _outside_transaction(action: str) -> None:
-    if connection.in_atomic_block:
-        raise RuntimeError(f"{action} calls the carrier and must not run in a transaction")
 
 
 @dataclass(frozen=True)
@@ -78,7 +74,7 @@ def shipment_schedule_call(
     A shipment on record already is returned as it is, without calling the
     carrier; a rejection is recorded here (and raised).
     """
-    _outside_transaction("shipment_schedule")
+    outside_transaction("shipment_schedule", "the carrier")
     existing = _booked(order_id, fence)
     if existing is not None:
         return existing
@@ -116,8 +112,7 @@ def shipment_booking_record(booked: Booked, fence: Fence | None = None) -> Shipm
     of an order's shipment and its events takes (a rejection too), then the
     insert guarded by `fence`.
     """
-    if not connection.in_atomic_block:
-        raise RuntimeError("a booking is recorded inside the transaction that records its event")
+    inside_transaction("a booking")
     order_id, tracking = booked.order_id, booked.tracking_number
     shipment = Shipment(
         order_id=order_id, tracking_number=tracking, idempotency_key=booked.idempotency_key
@@ -135,7 +130,7 @@ def shipment_cancel(*, order_id: UUID, idempotency_key: str = "") -> Shipment | 
     With the booking's `idempotency_key`, a booking whose answer never came (a
     timeout) is found at the carrier, recorded as scheduled, then called off.
     """
-    _outside_transaction("shipment_cancel")
+    outside_transaction("shipment_cancel", "the carrier")
     shipment = Shipment.objects.filter(order_id=order_id).first()
     if shipment is None and idempotency_key:
         tracking = get_carrier().find(idempotency_key=idempotency_key)

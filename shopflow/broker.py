@@ -100,7 +100,7 @@ class RedisChannel(redis.Channel):
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
         """kombu's `_put`, keeping the queue's length that LPUSH answers (`queue_depth_seen`).
 
-        While this thread builds a template (`task_publish`), the message is kept, not sent.
+        While this thread builds a template (`tasks_publish`), the message is kept, not sent.
         """
         captured = getattr(_capturing, "messages", None)
         if captured is not None:

@@ -304,8 +304,9 @@ SAGA_STEP_LEASE_SECONDS = env.float("SAGA_STEP_LEASE_SECONDS", default=30.0)
 # a lease, while it runs): a provider call that hangs longer loses its step (seconds).
 SAGA_STEP_MAX_SECONDS = env.float("SAGA_STEP_MAX_SECONDS", default=300.0)
 # Moves one `sagas.advance` task makes in a row while the next is due at once (the
-# happy path is three); then, or at a backoff, the saga goes on in a new task.
-# 1 makes every move its own task, at the cost of a message and a transaction each.
+# happy path is three); then, or at a backoff, the saga goes on in a new task, which a
+# worker consuming the saga queue runs itself right after this one (WORKER_LOCAL_WORK).
+# 1 makes every move its own task, at the cost of a transaction each.
 SAGA_MOVES_PER_TASK = env.int("SAGA_MOVES_PER_TASK", default=8)
 # Longest a local step made in its claiming transaction (under the saga's lock) waits
 # for a lock held elsewhere (seconds, PostgreSQL): past it, the move is claimed and made

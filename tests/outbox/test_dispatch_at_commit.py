@@ -185,7 +185,9 @@ def test_while_workers_are_behind_the_dispatcher_gathers_commits_into_one_messag
     redis_client.delete("events")
     redis_client.lpush("events", *["an untaken message"] * settings.OUTBOX_DISPATCH_LINGER_DEPTH)
     relay.deliveries_publish(str(uuid.uuid4()), [(0, "probe.record")])
-    monkeypatch.setattr(relay, "deliveries_publish", lambda lease, rows, **options: published.append(rows))
+    monkeypatch.setattr(
+        relay, "deliveries_publish", lambda lease, rows, **options: published.append(rows)
+    )
     try:
         # when: three transactions commit within the linger
         rows = probes_record(ProbeHappened(aggregate=f"a{i}", seq=1) for i in range(3))
@@ -203,7 +205,9 @@ def test_with_idle_workers_each_commit_is_published_at_once(monkeypatch, setting
     # given: an empty queue
     settings.OUTBOX_DISPATCH_LINGER_SECONDS = 0.5
     published = []
-    monkeypatch.setattr(relay, "deliveries_publish", lambda lease, rows, **options: published.append(rows))
+    monkeypatch.setattr(
+        relay, "deliveries_publish", lambda lease, rows, **options: published.append(rows)
+    )
     redis_client.delete("events")
     # when
     started = time.monotonic()
@@ -219,7 +223,9 @@ def test_one_untaken_message_is_no_backlog_and_costs_no_linger(monkeypatch, sett
     published = []
     redis_client.delete("events")
     relay.deliveries_publish(str(uuid.uuid4()), [(0, "probe.record")])
-    monkeypatch.setattr(relay, "deliveries_publish", lambda lease, rows, **options: published.append(rows))
+    monkeypatch.setattr(
+        relay, "deliveries_publish", lambda lease, rows, **options: published.append(rows)
+    )
     try:
         # when
         started = time.monotonic()
