@@ -41,7 +41,7 @@ RELAY_BATCH_SECONDS = Histogram(
 )
 RELAY_CLAIMED = Counter(
     "shopflow_outbox_relay_claimed_total",
-    "Deliveries leased for sending: claimed by the relay or leased at commit.",
+    "Deliveries sent on: published by the relay, or run by the worker that leased them.",
 )
 
 

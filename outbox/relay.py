@@ -254,7 +254,6 @@ def deliveries_dispatch(lease_id: str, rows: list[tuple[int, str]]) -> None:
     In a worker's task (`shopflow.local_work`), the deliveries of queues this
     worker consumes are handled by it right after the task, without a message.
     """
-    RELAY_CLAIMED.inc(len(rows))  # leased for sending by the commit
     _hand_over(lease_id, rows)
 
 
@@ -299,12 +298,15 @@ def _kept_run(name: str) -> None:
     from outbox.delivery import deliveries_process
 
     handed = _kept.rows.pop(name)
+    ids = sorted(pk for _, rows in handed for pk, _ in rows)
     try:
-        deliveries_process(handed[0][0], sorted(pk for _, rows in handed for pk, _ in rows))
+        deliveries_process(handed[0][0], ids)
     except Exception:  # what is done is skipped by the message's worker
         logger.warning("kept deliveries failed here; publishing them", exc_info=True)
         for item in handed:
             _dispatch_queue().put(item)
+    else:
+        RELAY_CLAIMED.inc(len(ids))
 
 
 def _kept_publish(name: str) -> None:
@@ -385,6 +387,8 @@ def _dispatch_batch(handed: list[tuple[str, list[tuple[int, str]]]]) -> None:
         logger.warning("dispatch at commit failed; the drain sends them", exc_info=True)
         for lease_id, claimed in handed:
             _lease_return(lease_id, [pk for pk, _ in claimed])
+    else:
+        RELAY_CLAIMED.inc(len(rows))
 
 
 def _dispatch_flush(pending: queue.SimpleQueue, thread: threading.Thread) -> None:
@@ -419,16 +423,15 @@ def successors_relay(keys: Collection[tuple[str, str]]) -> int:
     claim = _claim(len(keys), keys=keys)
     if not claim.rows:
         return 0
+    published = claim.rows
     if local_work_open():  # in a worker's task: kept by it where it consumes their queue
         innocent = [row for row in claim.rows if row[0] not in claim.suspects]
-        if innocent:
+        if innocent:  # counted where they leave (`_kept_run`, `_dispatch_batch`)
             _hand_over(claim.lease_id, innocent)
-        suspects = [row for row in claim.rows if row[0] in claim.suspects]
-        if suspects:  # each alone, by message (see `deliveries_publish`)
-            deliveries_publish(claim.lease_id, suspects, claim.suspects)
-    else:
-        deliveries_publish(claim.lease_id, claim.rows, claim.suspects)
-    RELAY_CLAIMED.inc(len(claim.rows))
+        published = [row for row in claim.rows if row[0] in claim.suspects]
+    if published:  # a suspect alone, by message (see `deliveries_publish`)
+        deliveries_publish(claim.lease_id, published, claim.suspects)
+        RELAY_CLAIMED.inc(len(published))
     return len(claim.rows)
 
 

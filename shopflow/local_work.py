@@ -50,7 +50,6 @@ def worker_queues_set(queues: frozenset[str] | None) -> None:
 class _Job:
     run: Callable[[], object]
     publish: Callable[[], object]  # the broker's way, when the job is not run here
-    name: str
 
 
 class _Scope(threading.local):
@@ -91,7 +90,7 @@ def keep_local(queue: str, run: Callable[[], object], publish: Callable[[], obje
     ):
         publish()
         return
-    jobs.append(_Job(run, publish, getattr(run, "__name__", repr(run))))
+    jobs.append(_Job(run, publish))
 
 
 @contextmanager
@@ -121,7 +120,7 @@ def _run_kept(jobs: deque[_Job]) -> None:
         try:
             job.run()
         except Exception:
-            logger.warning("local %s failed; publishing it instead", job.name, exc_info=True)
+            logger.warning("local %r failed; publishing it instead", job.run, exc_info=True)
             _publish(job)
 
 
@@ -134,4 +133,4 @@ def _publish(job: _Job) -> None:
     try:
         job.publish()
     except Exception:  # its lease or the saga watchdog brings it back
-        logger.warning("publishing %s failed; left to its lease", job.name, exc_info=True)
+        logger.warning("publishing %r failed; left to its lease", job.run, exc_info=True)

@@ -85,3 +85,19 @@ def test_a_successor_claimed_here_is_kept_too(a_worker):
     assert a_worker["published"] == []
     assert len(a_worker["processed"]) == 2
     assert set(Delivery.objects.values_list("status", flat=True)) == {"done"}
+
+
+def test_each_delivery_run_here_is_counted_once(a_worker):
+    from prometheus_client import REGISTRY
+
+    def sent() -> float:
+        return REGISTRY.get_sample_value("shopflow_outbox_relay_claimed_total") or 0.0
+
+    before = sent()
+    # when: two events of one aggregate, the second sent on as the first's successor
+    with local_work.local_work():
+        _record("a", 1)
+        _record("a", 2)
+    # then: four deliveries ran here, each counted once (the successor claim included)
+    assert Delivery.objects.filter(status="done").count() == 4
+    assert sent() - before == 4
