@@ -98,6 +98,13 @@ TEMPLATES = [
 ]
 
 
+def postgres_engine(database: dict) -> None:
+    """Django's PostgreSQL backend, with a health check that asks the server only when
+    the connection's socket says something happened (shopflow/postgresql/base.py)."""
+    if database["ENGINE"] == "django.db.backends.postgresql":
+        database["ENGINE"] = "shopflow.postgresql"
+
+
 def postgres_binding(options: dict) -> None:
     """Parameters bound by the server; a statement run DB_PREPARE_THRESHOLD times prepared.
 
@@ -123,6 +130,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
+    postgres_engine(DATABASES["default"])
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # Seconds to wait for a connection: a silent host must not hang requests (or /healthz).

@@ -6,12 +6,19 @@ import shutil
 import tempfile
 
 from shopflow.settings import *  # noqa: F403
-from shopflow.settings import INSTALLED_APPS, env, postgres_binding, redis_broker_transport
+from shopflow.settings import (
+    INSTALLED_APPS,
+    env,
+    postgres_binding,
+    postgres_engine,
+    redis_broker_transport,
+)
 
 DATABASES = {
     "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/shopflow")
 }
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+postgres_engine(DATABASES["default"])  # as in production
 postgres_binding(DATABASES["default"].setdefault("OPTIONS", {}))  # as in production
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/15")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
