@@ -176,18 +176,32 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every requ
 # --- Celery ---------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
-CELERY_BROKER_TRANSPORT_OPTIONS = (
-    {
-        "data_folder_in": str(BROKER_DIR / "queue"),
-        "data_folder_out": str(BROKER_DIR / "queue"),
-        "control_folder": str(BROKER_DIR / "control"),
-        # Seconds between two looks at the queue folder: each saga step is one message,
-        # so kombu's 1 s default made a demo order take seconds to confirm.
-        "polling_interval": 0.1,
-    }
-    if CELERY_BROKER_URL.startswith("filesystem")
-    else {}
-)
+
+
+def broker_transport_options(broker_url: str) -> dict[str, object]:
+    """kombu's transport options for `broker_url`."""
+    if broker_url.startswith("filesystem"):
+        return {
+            "data_folder_in": str(BROKER_DIR / "queue"),
+            "data_folder_out": str(BROKER_DIR / "queue"),
+            "control_folder": str(BROKER_DIR / "control"),
+            # Seconds between two looks at the queue folder: each saga step is one message,
+            # so kombu's 1 s default made a demo order take seconds to confirm.
+            "polling_interval": 0.1,
+        }
+    if broker_url.startswith("redis"):
+        # No ack emulation: kombu would copy every message a worker takes into an
+        # `unacked` hash and delete it at the ack (two MULTI/EXEC round trips and the
+        # message serialized again: ~160 µs of worker CPU per message), only to send it
+        # again an hour later (visibility_timeout) if the worker died. Nothing here
+        # waits for that: a delivery's lease, the saga's watchdog and beat's schedule
+        # bring back any message a dead worker took, within seconds (docs/RELIABILITY.md,
+        # "Crash recovery"). A warm shutdown still puts taken messages back in their queue.
+        return {"ack_emulation": False}
+    return {}
+
+
+CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL)
 
 
 def redis_broker_transport(broker_url: str) -> str | None:

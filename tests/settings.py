@@ -8,6 +8,7 @@ import tempfile
 from shopflow.settings import *  # noqa: F403
 from shopflow.settings import (
     INSTALLED_APPS,
+    broker_transport_options,
     env,
     postgres_binding,
     postgres_engine,
@@ -21,7 +22,7 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0
 postgres_engine(DATABASES["default"])  # as in production
 postgres_binding(DATABASES["default"].setdefault("OPTIONS", {}))  # as in production
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/15")
-CELERY_BROKER_TRANSPORT_OPTIONS = {}
+CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL)  # as in production
 CELERY_BROKER_TRANSPORT = redis_broker_transport(CELERY_BROKER_URL)  # as in production
 REDIS_URL = env.str("REDIS_URL", default=CELERY_BROKER_URL)
 CACHES = {"default": {"BACKEND": "shopflow.cache.RedisCache", "LOCATION": REDIS_URL}}
